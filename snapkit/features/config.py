@@ -15,7 +15,8 @@ class FrontEndConfig:
 
     The waveform is (optionally) peak-normalised, framed with a ``window`` of ``win_length`` samples every
     ``hop_length`` samples (centred frames, padded with ``pad_mode``), turned into a magnitude spectrum raised
-    to ``power``, projected on ``n_mels`` triangular filters between ``fmin_hz`` and ``fmax_hz``, then compressed:
+    to ``power``, projected on ``n_mels`` triangular filters between ``fmin_hz`` and ``fmax_hz``, then
+    compressed:
 
     - ``"db"``: ``10*log10(max(S, amin))``, clipped to ``max - top_db`` when ``top_db`` is set;
     - ``"log1p"``: ``log10(1 + log1p_scale * S)``.
@@ -57,7 +58,13 @@ class FrontEndConfig:
         return cls(**values)
 
 
-# The official PANNs AudioSet checkpoints (Kong et al. 2020, torchlibrosa front end).
+# The official PANNs AudioSet checkpoints (Kong et al. 2020). Sources: qiuqiangkong/audioset_tagging_cnn
+# pytorch/models.py (every CnnN builds torchlibrosa's Spectrogram + LogmelFilterBank with window='hann',
+# center=True, pad_mode='reflect', ref=1.0, amin=1e-10, top_db=None), utils/config.py (sample_rate = 32000)
+# and its runme.sh / README training command (--window_size=1024 --hop_size=320 --mel_bins=64 --fmin=50
+# --fmax=14000); qiuqiangkong/torchlibrosa torchlibrosa/stft.py (periodic hann from librosa
+# get_window(fftbins=True), n_fft // 2 padding on both sides, power 2, librosa.filters.mel defaults = Slaney
+# scale and Slaney area norm, 10*log10(clamp(S, amin))).
 PANNS = FrontEndConfig(
     sample_rate_hz=32_000,
     n_fft=1024,
@@ -65,6 +72,7 @@ PANNS = FrontEndConfig(
     n_mels=64,
     fmin_hz=50.0,
     fmax_hz=14_000.0,
+    window="hann",
     center=True,
     pad_mode="reflect",
     mel_scale="slaney",
@@ -75,7 +83,19 @@ PANNS = FrontEndConfig(
     top_db=None,
 )
 
-# sfx-cnn9 (Ma & Lerch, ISMIR 2022, aisfx==0.1.2): see ../shared/models/README.md.
+# sfx-cnn9 (Ma & Lerch, ISMIR 2022, aisfx==0.1.2): see ../shared/models/README.md. This is aisfx's librosa
+# front end. Sources in alisonbma/aiSFX: src/aisfx/inference.py (SAMPLE_RATE 44100, SPEC_BLOCK_LENGTH 2048,
+# SPEC_HOP_LENGTH 1024, MEL_BINS 96, F_MIN 0, F_MAX 22050); src/aisfx/spectrogram/spectrogram_librosa.py
+# (y / max|y| with 0 -> 1, librosa.feature.melspectrogram(norm=1.0, htk=True, power=2.0, win_length=2048) with
+# n_fft, window, center and pad_mode left at their defaults: 2048, periodic 'hann', True, and - since librosa
+# 0.9.0, changelog #1382 - zero padding 'constant'; pyproject.toml pins librosa==0.9.2; then
+# log10(10000 * S + 1)); src/aisfx/preprocessing.py spectrogram_normalize('original'):
+# (spec - 0) / 9.457798957824707.
+# Caveat: the ISMIR checkpoint itself was trained on Essentia spectrograms (aisfx's default 'essentia' path,
+# spectrogram_essentia.py), which differ slightly: no peak normalisation (EasyLoader's default replayGain
+# -6 dB plus its +6 dB preamp scales by exactly 1.0), a symmetric hann window, Essentia's own HTK MelBands
+# ('warping', 'unit_sum') and FrameCutter framing. aisfx documents its librosa path as "may yield lower
+# results".
 SFX_CNN9 = FrontEndConfig(
     sample_rate_hz=44_100,
     n_fft=2048,
@@ -83,6 +103,7 @@ SFX_CNN9 = FrontEndConfig(
     n_mels=96,
     fmin_hz=0.0,
     fmax_hz=22_050.0,
+    window="hann",
     center=True,
     pad_mode="constant",
     mel_scale="htk",
@@ -94,7 +115,8 @@ SFX_CNN9 = FrontEndConfig(
     peak_normalize=True,
 )
 
-# snapkit's own ConvNet: 16 kHz, 32 ms windows every 10 ms, so events can be timed to about a hundredth of a second.
+# snapkit's own ConvNet: 16 kHz, 32 ms windows every 10 ms, so events can be timed to about a hundredth
+# of a second.
 SNAPKIT = FrontEndConfig(
     sample_rate_hz=16_000,
     n_fft=512,

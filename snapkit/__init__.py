@@ -1,0 +1,2 @@
+"""snapkit: teach a computer to recognise your own sounds."""
+__version__ = "0.1.0"

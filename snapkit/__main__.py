@@ -1,0 +1,3 @@
+from snapkit.cli.app import main
+
+main()

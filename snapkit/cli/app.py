@@ -1,0 +1,38 @@
+"""The ``snapkit`` command: thin commands over the library, and one place that turns user errors into a sentence."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from snapkit.cli import data as data_commands
+from snapkit.cli import demo as demo_commands
+from snapkit.cli import record as record_commands
+from snapkit.cli.ui import err_console
+from snapkit.errors import SnapkitError
+
+app = typer.Typer(
+    name="snapkit",
+    help="Teach a computer to recognise your own sounds from a handful of clips, then let it listen.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+record_commands.register(app)
+data_commands.register(app)
+demo_commands.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``snapkit`` and ``python -m snapkit``."""
+    try:
+        app(args=argv, prog_name="snapkit")
+    except SnapkitError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except FileExistsError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)

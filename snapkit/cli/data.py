@@ -1,0 +1,112 @@
+"""``snapkit data`` (what is in a dataset, and what is wrong with it) and ``snapkit import``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from snapkit.cli.ui import console, frame_table
+from snapkit.dataset.importer import import_files
+from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
+from snapkit.dataset.scan import DEFAULT_SILENCE_THRESHOLD_DBFS, Dataset, find_problems, scan_dataset
+
+
+def data(
+    data_dir: Annotated[Path, typer.Argument(help="Dataset folder holding one folder per class.")] = Path("data"),
+    silence_threshold: Annotated[
+        float,
+        typer.Option("--silence-threshold", help="Clips whose peak is below this level in dBFS are silent."),
+    ] = DEFAULT_SILENCE_THRESHOLD_DBFS,
+    background_label: Annotated[
+        str, typer.Option("--background-label", help="The class that means 'nothing to report'.")
+    ] = DEFAULT_BACKGROUND_LABEL,
+) -> None:
+    """Summarise a dataset (clips, seconds and sample rates per class) and list its problems."""
+    dataset = scan_dataset(data_dir, background_label=background_label)
+    print_dataset(dataset, silence_threshold)
+
+
+def print_dataset(dataset: Dataset, silence_threshold_dbfs: float = DEFAULT_SILENCE_THRESHOLD_DBFS) -> None:
+    """The summary table and problem list of ``dataset``, as ``snapkit data`` shows them."""
+    summary = dataset.summary()
+    if summary.empty:
+        console.print(f"{dataset.root} holds no classes yet; record some with `snapkit record LABEL`.")
+        return
+    shown = summary.assign(
+        label=[
+            f"{label} (background)" if is_bg else label
+            for label, is_bg in zip(summary["label"], summary["is_background"], strict=True)
+        ]
+    ).drop(columns=["is_background"])
+    shown = shown.rename(
+        columns={
+            "label": "class",
+            "seconds": "total s",
+            "sample_rates_hz": "rates (Hz)",
+            "median_rms_dbfs": "median RMS dBFS",
+        }
+    )
+    console.print(
+        frame_table(shown, title=f"Dataset {dataset.root}", formats={"total s": ".1f", "median RMS dBFS": ".1f"})
+    )
+    problems = find_problems(dataset, silence_threshold_dbfs)
+    if not problems:
+        console.print("[green]No problems found.[/]")
+        return
+    console.print(f"[bold]{len(problems)} problem(s):[/]")
+    for problem in problems:
+        style = "red" if problem.severity == "error" else "yellow"
+        console.print(f"  [{style}]{problem.severity}[/]: {problem.message}", highlight=False, soft_wrap=True)
+
+
+def import_(
+    files: Annotated[list[Path], typer.Argument(help="Audio files to cut into clips (WAV, FLAC, OGG, MP3).")],
+    label: Annotated[str, typer.Option("--label", "-l", help="Class the clips belong to.")],
+    data_dir: Annotated[Path, typer.Option("--data", help="Dataset folder; clips go to DATA/LABEL/.")] = Path("data"),
+    seconds: Annotated[float, typer.Option("--seconds", min=0.1, help="Length of each clip, in seconds.")] = 2.0,
+    hop: Annotated[float, typer.Option("--hop", min=0.01, help="Seconds from one clip's start to the next.")] = 1.0,
+    silence_threshold: Annotated[
+        float, typer.Option("--silence-threshold", help="Skip clips whose peak is below this level in dBFS.")
+    ] = DEFAULT_SILENCE_THRESHOLD_DBFS,
+    keep_silent: Annotated[bool, typer.Option("--keep-silent", help="Keep silent stretches too.")] = False,
+) -> None:
+    """Cut longer recordings into clips of a class, skipping silent stretches."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("Importing", total=len(files))
+
+        def advance(path: Path, written: int) -> None:
+            progress.advance(task)
+
+        report = import_files(
+            files,
+            data_dir,
+            label,
+            seconds=seconds,
+            hop_s=hop,
+            silence_threshold_dbfs=silence_threshold,
+            keep_silent=keep_silent,
+            on_file=advance,
+        )
+    console.print(
+        f"Imported {len(report.written)} clip(s) of {seconds:g} s into {data_dir / label}/ "
+        f"from {len(files) - len(report.failed)} file(s); skipped {report.silent_skipped} silent stretch(es)."
+    )
+    for path, reason in report.failed.items():
+        console.print(f"  [red]skipped[/] {reason}", highlight=False, soft_wrap=True)
+    if report.failed and not report.written:
+        raise typer.Exit(2)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(help="Summarise a dataset and list its problems.")(data)
+    app.command("import", help="Cut longer recordings into clips of a class.")(import_)

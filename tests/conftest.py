@@ -1,0 +1,91 @@
+"""Shared fixtures: a real PortAudio input through a PulseAudio null sink, and helpers to run the CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MODELS = REPO.parent / "shared" / "models"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip locally, but fail in CI, where everything a test needs is installed by .ci/run."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI installs this in .ci/run, so it must be there)")
+    pytest.skip(reason)
+
+
+@dataclass(frozen=True)
+class VirtualMic:
+    """A PulseAudio server whose null sink's monitor is the default input: what ``play`` plays, PortAudio hears."""
+
+    env: dict[str, str]
+
+    def play(self, wav: Path) -> subprocess.Popen[bytes]:
+        """Start playing ``wav`` into the null sink; returns the running ``paplay``."""
+        return subprocess.Popen(["paplay", "--device=virt", str(wav)], env=self.env)
+
+
+@pytest.fixture(scope="session")
+def virtual_mic() -> Iterator[VirtualMic]:
+    for tool in ("pulseaudio", "pactl", "paplay"):
+        if shutil.which(tool) is None:
+            skip_or_fail(f"{tool} is not installed (apt install pulseaudio pulseaudio-utils)")
+    runtime = tempfile.mkdtemp(prefix="snapkit-pulse-")
+    os.chmod(runtime, 0o700)
+    env = {**os.environ, "XDG_RUNTIME_DIR": runtime}
+    env.pop("PULSE_SERVER", None)
+    subprocess.run(
+        [
+            "pulseaudio",
+            "--daemonize=yes",
+            "--exit-idle-time=-1",
+            "-n",
+            "--disable-shm=yes",
+            "--load=module-native-protocol-unix",
+            "--load=module-null-sink sink_name=virt",
+            "--load=module-always-sink",
+        ],
+        env=env,
+        check=False,
+        capture_output=True,
+    )
+    deadline = time.monotonic() + 10
+    while subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode != 0:
+        if time.monotonic() > deadline:
+            skip_or_fail("the PulseAudio null-sink server did not start")
+        time.sleep(0.1)
+    subprocess.run(["pactl", "set-default-source", "virt.monitor"], env=env, check=False, capture_output=True)
+    try:
+        yield VirtualMic(env=env)
+    finally:
+        subprocess.run(["pulseaudio", "--kill"], env=env, check=False, capture_output=True)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m snapkit ARGS`` in a subprocess, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "snapkit", *args],
+        env={**(env or os.environ), "COLUMNS": "200", "NO_COLOR": "1"},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
