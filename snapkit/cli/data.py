@@ -101,7 +101,7 @@ def import_(
         f"Imported {len(report.written)} clip(s) of {seconds:g} s into {data_dir / label}/ "
         f"from {len(files) - len(report.failed)} file(s); skipped {report.silent_skipped} silent stretch(es)."
     )
-    for path, reason in report.failed.items():
+    for reason in report.failed.values():
         console.print(f"  [red]skipped[/] {reason}", highlight=False, soft_wrap=True)
     if report.failed and not report.written:
         raise typer.Exit(2)

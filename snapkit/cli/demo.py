@@ -37,7 +37,8 @@ def _prepare(out: Path) -> None:
     if out.exists():
         if not (out / DEMO_MARKER).exists():
             raise FileExistsError(
-                f"{out} exists and was not made by `snapkit demo`; choose another --out so nothing of yours is replaced."
+                f"{out} exists and was not made by `snapkit demo`; "
+                "choose another --out so nothing of yours is replaced."
             )
         shutil.rmtree(out)
     out.mkdir(parents=True)

@@ -100,7 +100,8 @@ def record(
         console.print(
             f"Recording {'clips until Ctrl-C' if continuous else f'{count} clip(s)'} of {seconds:g} s of "
             f"[bold]{label}[/] into {data / label}/ from device {mic.device.index} ({mic.device.name}) at {rate} Hz; "
-            f"silent below {silence_threshold:g} dBFS{'' if drop_silent else ' (kept)'}. Ctrl-C stops, finished clips are kept."
+            f"silent below {silence_threshold:g} dBFS{'' if drop_silent else ' (kept)'}. "
+            "Ctrl-C stops, finished clips are kept."
         )
         collector = ClipCollector(round(seconds * rate))
         try:

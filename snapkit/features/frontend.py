@@ -146,10 +146,10 @@ class LogMel(torch.nn.Module):
             center=False,  # padding done above, with librosa's pad modes
             return_complex=True,
         )  # [batch, freqs, frames]
-        if cfg.power == 2.0:
-            power = spectrum.real.square() + spectrum.imag.square()  # exact |X|^2, no sqrt round trip
-        else:
-            power = spectrum.abs().pow(cfg.power)
+        # For power 2, |X|^2 as re^2 + im^2 is exact: no sqrt round trip.
+        power = (
+            spectrum.real.square() + spectrum.imag.square() if cfg.power == 2.0 else spectrum.abs().pow(cfg.power)
+        )
         mel = power.transpose(1, 2) @ self.mel_weights.to(dtype)  # [batch, frames, mels]
 
         if cfg.compression == "db":
