@@ -37,7 +37,7 @@ def print_dataset(dataset: Dataset, silence_threshold_dbfs: float = DEFAULT_SILE
         return
     shown = summary.assign(
         label=[
-            f"{label} (background)" if is_bg else label
+            f"{label} (negative)" if is_bg else label
             for label, is_bg in zip(summary["label"], summary["is_background"], strict=True)
         ]
     ).drop(columns=["is_background"])

@@ -93,7 +93,6 @@ def record(
     validate_label(label)
     # Background is quiet by nature; dropping quiet clips there would throw away exactly what is wanted.
     drop_silent = not keep_silent and label != background_label
-    _suggest_background(data, label, background_label)
     saved: list[Path] = []
     with MicrophoneSource(device=device, sample_rate_hz=samplerate) as mic:
         rate = mic.sample_rate_hz
@@ -103,6 +102,7 @@ def record(
             f"silent below {silence_threshold:g} dBFS{'' if drop_silent else ' (kept)'}. "
             "Ctrl-C stops, finished clips are kept."
         )
+        _suggest_background(data, label, background_label)
         collector = ClipCollector(round(seconds * rate))
         try:
             if continuous:
@@ -159,7 +159,7 @@ def _record_counted(
         silent_in_a_row = 0
         path = save_clip(data, label, clip, mic.sample_rate_hz)
         saved.append(path)
-        console.print(f"  saved {path}  peak {peak:6.1f} dBFS  loudness {rms:6.1f} dBFS RMS")
+        console.print(f"  saved {path}  peak {peak:.1f} dBFS, RMS {rms:.1f} dBFS")
 
 
 def _record_continuous(
@@ -182,7 +182,7 @@ def _record_continuous(
                     continue
                 path = save_clip(data, label, clip, mic.sample_rate_hz)
                 saved.append(path)
-                live.console.print(f"  saved {path}  peak {peak:6.1f} dBFS  loudness {rms:6.1f} dBFS RMS")
+                live.console.print(f"  saved {path}  peak {peak:.1f} dBFS, RMS {rms:.1f} dBFS")
             live.update(_meter(f"clip {len(saved) + 1}", collector.fraction, level, mic))
 
 
