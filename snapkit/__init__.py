@@ -1,2 +1,55 @@
-"""snapkit: teach a computer to recognise your own sounds."""
+"""snapkit: teach a computer to recognise your own sounds from a handful of clips, then let it listen.
+
+The public API, for notebooks and scripts::
+
+    from snapkit import load_audio, LogMel, scan_dataset, load_model
+
+Names are imported on first use (PEP 562), so ``import snapkit`` and the CLI's quick commands do not pay for torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_audio": "snapkit.audio.io",
+    "write_wav": "snapkit.audio.io",
+    "ArraySource": "snapkit.audio.sources",
+    "FileSource": "snapkit.audio.sources",
+    "MicrophoneSource": "snapkit.audio.sources",
+    "list_input_devices": "snapkit.audio.devices",
+    "FrontEndConfig": "snapkit.features.config",
+    "LogMel": "snapkit.features.frontend",
+    "scan_dataset": "snapkit.dataset.scan",
+    "find_problems": "snapkit.dataset.scan",
+    "import_files": "snapkit.dataset.importer",
+    "load_backbone": "snapkit.models.backbones",
+    "ModelConfig": "snapkit.models.config",
+    "SoundClassifier": "snapkit.models.classifier",
+    "ModelBundle": "snapkit.models.bundle",
+    "load_model": "snapkit.models.bundle",
+    "predict_file": "snapkit.models.predict",
+    "TrainSettings": "snapkit.training.train",
+    "plan_training": "snapkit.training.train",
+    "run_training": "snapkit.training.train",
+    "AugmentConfig": "snapkit.training.augment",
+    "SnapkitError": "snapkit.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'snapkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

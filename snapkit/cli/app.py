@@ -9,6 +9,7 @@ import typer
 from snapkit.cli import data as data_commands
 from snapkit.cli import demo as demo_commands
 from snapkit.cli import record as record_commands
+from snapkit.cli import train as train_commands
 from snapkit.cli.ui import err_console
 from snapkit.errors import SnapkitError
 
@@ -23,6 +24,7 @@ app = typer.Typer(
 
 record_commands.register(app)
 data_commands.register(app)
+train_commands.register(app)
 demo_commands.register(app)
 
 

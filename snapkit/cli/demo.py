@@ -32,6 +32,18 @@ def demo(
     make_dataset(data_dir, clips_per_class=clips_per_class, background_clips=clips_per_class, seed=seed)
     print_dataset(scan_dataset(data_dir))
 
+    from snapkit.cli.train import print_report
+    from snapkit.training.train import TrainerOptions, TrainSettings, plan_training, run_training
+
+    console.print(f"\n[bold]2. Training a ConvNet[/] on it (no download needed) into {out}/ ...")
+    plan = plan_training(data_dir, out / "convnet", TrainSettings(backbone="convnet", seed=seed))
+    console.print("\n".join(f"  {line}" for line in plan.describe()))
+    result = run_training(
+        plan, trainer_options=TrainerOptions(progress_bar=console.is_terminal), log=lambda m: console.print(f"  {m}")
+    )
+    print_report(result.report, result.thresholds)
+    console.print(f"  trained in {result.seconds:.0f} s; model: {result.bundle_path}")
+
 
 def _prepare(out: Path) -> None:
     if out.exists():

@@ -1,0 +1,213 @@
+"""``snapkit train``, ``evaluate``, ``predict`` and ``export``. Heavy imports happen inside the commands so that
+``snapkit record`` and ``--help`` start instantly."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.panel import Panel
+from rich.progress import track
+
+from snapkit.cli.ui import console, frame_table
+from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
+
+BACKBONE_HELP = "convnet (trained from scratch), or a frozen pretrained backbone: sfx-cnn9, panns-cnn6/10/14."
+ModelArg = Annotated[Path, typer.Argument(help="A trained model bundle (runs/NAME/model.snapkit).")]
+
+
+def train(
+    data_dir: Annotated[Path, typer.Argument(help="Dataset folder with one folder per class.")] = Path("data"),
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help=BACKBONE_HELP)] = "convnet",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run folder (default: runs/<date-time>-<backbone>).")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Training epochs (default: 30 ConvNet, 60 heads).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same data + seed gives the same model.")] = 0,
+    weights: Annotated[
+        Path | None, typer.Option("--weights", help="Pretrained backbone weights file, for offline use.")
+    ] = None,
+    clip_seconds: Annotated[float, typer.Option("--clip-seconds", min=0.2, help="Training window, in seconds.")] = 2.0,
+    pooling: Annotated[
+        str, typer.Option("--pooling", help="Frame-to-clip pooling: attention, max, linear_softmax.")
+    ] = "attention",
+    head_hidden: Annotated[
+        int, typer.Option("--head-hidden", min=0, help="Hidden units of the head on a frozen backbone (0: linear).")
+    ] = 0,
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="Turn all augmentation off.")] = False,
+    background_label: Annotated[
+        str, typer.Option("--background-label", help="The class that means 'nothing to report'.")
+    ] = DEFAULT_BACKGROUND_LABEL,
+    accelerator: Annotated[str, typer.Option("--accelerator", help="Lightning accelerator: cpu, gpu, mps, auto.")] = (
+        "cpu"
+    ),
+    devices: Annotated[str, typer.Option("--devices", help="Lightning devices: a count, a list like 0,1, or auto.")] = (
+        "auto"
+    ),
+    strategy: Annotated[str, typer.Option("--strategy", help="Lightning strategy, e.g. ddp for several GPUs.")] = (
+        "auto"
+    ),
+    num_nodes: Annotated[int, typer.Option("--num-nodes", min=1, help="Machines to train on (DDP).")] = 1,
+    precision: Annotated[str | None, typer.Option("--precision", help="Lightning precision, e.g. 16-mixed.")] = None,
+) -> None:
+    """Train a model on DATA_DIR and save it as a single bundle, with metrics and TensorBoard logs."""
+    from snapkit.training.augment import AugmentConfig
+    from snapkit.training.train import TrainerOptions, TrainSettings, plan_training, run_training
+
+    out = out or Path("runs") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{backbone}"
+    settings = TrainSettings(
+        backbone=backbone,
+        epochs=epochs,
+        seed=seed,
+        clip_s=clip_seconds,
+        pooling=pooling,
+        head_hidden=head_hidden,
+        background_label=background_label,
+    )
+    plan = plan_training(data_dir, out, settings, AugmentConfig(enabled=not no_augment))
+    console.print(Panel("\n".join(plan.describe()), title="snapkit train: plan", title_align="left"))
+    for note in plan.warnings:
+        console.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
+    options = TrainerOptions(
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        num_nodes=num_nodes,
+        precision=precision,
+        progress_bar=console.is_terminal,
+    )
+    try:
+        result = run_training(plan, weights=weights, trainer_options=options, log=lambda m: console.print(m))
+    except KeyboardInterrupt:
+        console.print(
+            f"\nTraining interrupted; no model was saved. Lightning checkpoints are in {out / 'checkpoints'}."
+        )
+        raise typer.Exit(130) from None
+    print_report(result.report, result.thresholds)
+    console.print(f"\nTrained in {result.seconds:.1f} s.")
+    console.print(f"model:       {result.bundle_path}")
+    console.print(f"metrics:     {result.metrics_path}")
+    console.print(f"TensorBoard: tensorboard --logdir {result.tensorboard_dir}")
+
+
+def print_report(report: dict, thresholds: dict[str, dict[str, float]] | None = None) -> None:
+    """The per-class result table, accuracy and macro F1 of a clip-level report."""
+    if "per_class" not in report:
+        console.print(f"No quality estimate: {report.get('estimate', 'not enough clips')}.")
+        return
+    rows = []
+    for name, figures in report["per_class"].items():
+        row = {"class": name, **{k: figures[k] for k in ("precision", "recall", "f1", "support")}}
+        if thresholds is not None:
+            row["threshold"] = thresholds.get(name, {}).get("on", float("nan"))
+        rows.append(row)
+    title = "Per-class results" + (f" ({report['estimate']})" if "estimate" in report else "")
+    console.print(
+        frame_table(
+            pd.DataFrame(rows),
+            title=title,
+            formats={"precision": ".2f", "recall": ".2f", "f1": ".2f", "threshold": ".2f"},
+        )
+    )
+    console.print(f"accuracy {report['accuracy']:.3f}   macro F1 {report['macro_f1']:.3f}")
+    names = report["classes"]
+    matrix = pd.DataFrame(report["confusion_matrix"], columns=[f"→{n}" for n in names])
+    matrix.insert(0, "true \\ predicted", names)
+    console.print(frame_table(matrix, title="Confusion matrix"))
+
+
+def evaluate(
+    model: ModelArg,
+    data_dir: Annotated[Path, typer.Argument(help="Labelled dataset folder (one folder per class).")],
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the report to this JSON file.")] = None,
+) -> None:
+    """Accuracy, macro F1 and the confusion matrix of MODEL on a labelled folder."""
+    from snapkit.models.bundle import load_model
+    from snapkit.training.evaluate import evaluate_bundle
+
+    bundle = load_model(model)
+    report, notes = evaluate_bundle(bundle, data_dir)
+    for note in notes:
+        console.print(f"[yellow]warning:[/] {note}", highlight=False)
+    print_report(report, bundle.thresholds)
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=2))
+        console.print(f"report: {json_path}")
+
+
+def predict(
+    model: ModelArg,
+    files: Annotated[list[Path], typer.Argument(help="Audio files to label (any length; WAV, FLAC, OGG, MP3).")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to show per file.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Top-k labels and probabilities for each file."""
+    from snapkit.errors import SnapkitError
+    from snapkit.models.bundle import load_model
+    from snapkit.models.predict import predict_file
+
+    bundle = load_model(model)
+    results, failed = [], []
+    for path in track(files, description="Predicting", console=console, transient=True, disable=len(files) < 5):
+        try:
+            results.append(predict_file(bundle, path))
+        except SnapkitError as err:
+            failed.append(str(err))
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "file": str(r.path),
+                        "label": r.label,
+                        "top": [{"label": k, "probability": round(v, 4)} for k, v in r.top(top_k)],
+                    }
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
+    else:
+        rows = [
+            {
+                "file": str(r.path),
+                "decision": r.label,
+                **{f"#{i + 1}": f"{k} {v:.2f}" for i, (k, v) in enumerate(r.top(top_k))},
+            }
+            for r in results
+        ]
+        if rows:
+            console.print(frame_table(pd.DataFrame(rows).fillna("")))
+    for message in failed:
+        console.print(f"[red]skipped:[/] {message}", highlight=False, soft_wrap=True)
+    if failed and not results:
+        raise typer.Exit(2)
+
+
+def export(
+    model: ModelArg,
+    format_: Annotated[str, typer.Option("--format", "-f", help="onnx or torchscript.")] = "onnx",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: beside MODEL).")] = None,
+) -> None:
+    """Export MODEL for edge devices (waveform in, frame and clip probabilities out)."""
+    from snapkit.models.bundle import load_model
+    from snapkit.models.export import export_model
+
+    bundle = load_model(model)
+    suffix = {"onnx": ".onnx", "torchscript": ".pt"}.get(format_, f".{format_}")
+    target = out or model.with_suffix(suffix)
+    written = export_model(bundle, target, format_)
+    console.print(f"exported: {written}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(help="Train a model on a dataset folder; saves a bundle, metrics and TensorBoard logs.")(train)
+    app.command(help="Accuracy, macro F1 and confusion matrix of a model on a labelled folder.")(evaluate)
+    app.command(help="Top-k labels and probabilities for audio files.")(predict)
+    app.command(help="Export a model as ONNX or TorchScript for edge devices.")(export)

@@ -1,0 +1,121 @@
+"""Clip-level quality figures, and per-class thresholds calibrated on held-out predictions.
+
+The model is multi-label (one sigmoid per target class; background is "no class above threshold"), but users ask
+"which sound was it?", so for accuracy, F1 and the confusion matrix every clip gets one label: the most likely
+class if its probability clears that class's threshold, else background. Background is the last index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
+
+DEFAULT_ON_THRESHOLD = 0.5
+# The off threshold sits below the on threshold (hysteresis) so an event does not flicker at the boundary.
+OFF_FRACTION = 0.7
+THRESHOLD_GRID = np.round(np.arange(0.1, 0.951, 0.025), 3)
+
+
+@dataclass(frozen=True)
+class ClassThreshold:
+    on: float
+    off: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"on": self.on, "off": self.off}
+
+
+def single_labels(probs: torch.Tensor, thresholds: Sequence[float] | None = None) -> torch.Tensor:
+    """Clip probabilities ``[N, C]`` -> one label per clip ``[N]`` in 0..C (C = background)."""
+    n_classes = probs.shape[1]
+    limits = torch.as_tensor(
+        thresholds if thresholds is not None else [DEFAULT_ON_THRESHOLD] * n_classes, dtype=probs.dtype
+    )
+    # Compare classes by how far they clear their own threshold, so a class with a low threshold can win.
+    margin = probs - limits
+    best = margin.argmax(dim=1)
+    cleared = margin.gather(1, best[:, None])[:, 0] >= 0
+    return torch.where(cleared, best, torch.full_like(best, n_classes))
+
+
+def target_labels(targets: torch.Tensor) -> torch.Tensor:
+    """Multi-hot targets ``[N, C]`` (all zero for background) -> labels ``[N]`` in 0..C."""
+    n_classes = targets.shape[1]
+    has = targets.sum(dim=1) > 0
+    return torch.where(has, targets.argmax(dim=1), torch.full((len(targets),), n_classes, dtype=torch.long))
+
+
+def clip_report(
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    labels: Sequence[str],
+    background_label: str,
+    thresholds: Sequence[float] | None = None,
+) -> dict[str, object]:
+    """Accuracy, macro F1, per-class precision/recall/F1/support and the confusion matrix (rows: truth).
+
+    ``labels`` are the target classes; the report's classes are ``labels + [background_label]``.
+    """
+    names = [*labels, background_label]
+    k = len(names)
+    pred = single_labels(probs, thresholds)
+    true = target_labels(targets)
+    precision = multiclass_precision(pred, true, k, average=None, zero_division=0)
+    recall = multiclass_recall(pred, true, k, average=None, zero_division=0)
+    f1 = multiclass_f1_score(pred, true, k, average=None, zero_division=0)
+    support = torch.bincount(true, minlength=k)
+    present = support > 0  # macro averages over classes that occur, so an absent class cannot score 0 or 1
+    return {
+        "accuracy": float(multiclass_accuracy(pred, true, k, average="micro")),
+        "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
+        "classes": names,
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(names)
+        },
+        "confusion_matrix": multiclass_confusion_matrix(pred, true, k).tolist(),
+    }
+
+
+def calibrate_thresholds(
+    probs: torch.Tensor, targets: torch.Tensor, labels: Sequence[str]
+) -> dict[str, ClassThreshold]:
+    """Per class, the on-threshold that maximises one-vs-rest F1 on held-out clip probabilities.
+
+    Among thresholds with the best F1 the middle one is taken, which keeps the margin to both errors widest.
+    A class with no held-out positives keeps the default. ``off = OFF_FRACTION * on``.
+    """
+    result: dict[str, ClassThreshold] = {}
+    p = probs.detach().cpu().numpy()
+    t = targets.detach().cpu().numpy() > 0.5
+    for c, label in enumerate(labels):
+        if not t[:, c].any():
+            on = DEFAULT_ON_THRESHOLD
+        else:
+            scores = np.array([_f1(p[:, c] >= g, t[:, c]) for g in THRESHOLD_GRID])
+            best = np.flatnonzero(scores >= scores.max() - 1e-9)
+            on = float(THRESHOLD_GRID[best[len(best) // 2]])
+        result[label] = ClassThreshold(on=on, off=round(on * OFF_FRACTION, 4))
+    return result
+
+
+def _f1(pred: np.ndarray, true: np.ndarray) -> float:
+    tp = float(np.sum(pred & true))
+    fp = float(np.sum(pred & ~true))
+    fn = float(np.sum(~pred & true))
+    return 2 * tp / (2 * tp + fp + fn) if tp > 0 else 0.0
