@@ -89,3 +89,21 @@ def run_cli(
         text=True,
         timeout=timeout_s,
     )
+
+
+@pytest.fixture(scope="session")
+def detector_bundle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ConvNet trained once per test session on generated sounds (4 classes x 12 clips + background)."""
+    from snapkit.synth import make_dataset
+    from snapkit.training.train import TrainerOptions, TrainSettings, plan_training, run_training
+
+    root = tmp_path_factory.mktemp("detector-model")
+    make_dataset(root / "data", classes=DETECTOR_CLASSES, clips_per_class=12, background_clips=12, seed=11)
+    plan = plan_training(root / "data", root / "run", TrainSettings(backbone="convnet", seed=0))
+    result = run_training(plan, trainer_options=TrainerOptions(progress_bar=False), log=lambda message: None)
+    return result.bundle_path
+
+
+# Snaps (a 10-20 ms click) are left out: at 6-13 dB SNR their recall varies from 0.3 to 0.6 between training runs
+# (measured with experiments-style streams), which would make the F1 >= 0.9 assertion a coin toss; see issue 5.
+DETECTOR_CLASSES = ("beep", "smoke_alarm", "scratch")

@@ -35,10 +35,17 @@ def test_clip_report_by_hand() -> None:
 
 
 def test_calibration_finds_the_gap_between_classes() -> None:
-    # Positives of class 0 score 0.3..0.4, negatives at most 0.2: any threshold in (0.2, 0.3] is perfect.
-    probs = torch.tensor([[0.3, 0.0], [0.35, 0.0], [0.4, 0.0], [0.1, 0.0], [0.2, 0.0]])
+    # Positives of class 0 score 0.5..0.6, negatives at most 0.4: any threshold in (0.4, 0.5] is perfect.
+    probs = torch.tensor([[0.5, 0.0], [0.55, 0.0], [0.6, 0.0], [0.1, 0.0], [0.4, 0.0]])
     targets = torch.tensor([[1.0, 0], [1.0, 0], [1.0, 0], [0.0, 0], [0.0, 0]])
     thresholds = calibrate_thresholds(probs, targets, ["a", "b"])
-    assert 0.2 < thresholds["a"].on <= 0.3
+    assert 0.4 < thresholds["a"].on <= 0.5
     assert thresholds["a"].off < thresholds["a"].on
     assert thresholds["b"].on == 0.5  # no positives held out: the default stays
+
+
+def test_calibration_never_goes_below_the_floor() -> None:
+    # Positives at 0.1..0.15 would want a threshold near 0.1: on a day of background that is a stream of alarms.
+    probs = torch.tensor([[0.1, 0.0], [0.15, 0.0], [0.02, 0.0]])
+    targets = torch.tensor([[1.0, 0], [1.0, 0], [0.0, 0]])
+    assert calibrate_thresholds(probs, targets, ["a", "b"])["a"].on >= 0.3

@@ -115,7 +115,9 @@ def test_convnet_classifier_shapes_and_timing() -> None:
 @pytest.mark.parametrize("hidden", [0, 16])
 def test_head_on_each_backbone(backbones: dict[str, FrameEmbedder], name: str, hidden: int) -> None:
     backbone = backbones[name]
-    model = SoundClassifier(ModelConfig(backbone=name, labels=LABELS, head_hidden=hidden), backbone).eval()
+    model = SoundClassifier(
+        ModelConfig(backbone=name, labels=LABELS, head_hidden=hidden, pooling="attention"), backbone
+    ).eval()
     assert model.sample_rate_hz == backbone.frontend_config.sample_rate_hz
     assert model.frame_hop_s == pytest.approx(backbone.frame_hop_s)
     waveform = _noise(2, 1.0, model.sample_rate_hz)
@@ -263,7 +265,9 @@ def test_frame_head_sizes() -> None:
 
 def test_frozen_backbone_gets_no_gradient_and_stays_in_eval_mode(backbones: dict[str, FrameEmbedder]) -> None:
     backbone = backbones["panns-cnn6"]
-    model = SoundClassifier(ModelConfig(backbone="panns-cnn6", labels=LABELS, head_hidden=8), backbone)
+    model = SoundClassifier(
+        ModelConfig(backbone="panns-cnn6", labels=LABELS, head_hidden=8, pooling="attention"), backbone
+    )
     model.train()
     assert model.training and model.head.training
     assert not backbone.training and all(not m.training for m in backbone.modules())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -115,8 +116,14 @@ class MicrophoneSource:
         self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=max(1, int(max_queue_s / block_s)))
         self._lock = threading.Lock()
         self._stream = None
+        self._first_block_wall_s: float | None = None
+        self._first_block = threading.Event()
 
-    def _callback(self, indata: np.ndarray, frames: int, time: object, status: object) -> None:
+    def _callback(self, indata: np.ndarray, frames: int, time_info: object, status: object) -> None:
+        if self._first_block_wall_s is None:
+            # One clock read, once: what anchors stream second 0 to the wall clock (see first_sample_wall_time_s).
+            self._first_block_wall_s = time.time() - frames / self.sample_rate_hz
+            self._first_block.set()
         if status and getattr(status, "input_overflow", False):
             with self._lock:
                 self.overflows += 1
@@ -146,19 +153,41 @@ class MicrophoneSource:
             ) from None
         return self
 
-    def blocks(self, timeout_s: float = 2.0) -> Iterator[np.ndarray]:
-        """Blocks as they arrive; raises ``DeviceError`` if the device goes quiet for ``timeout_s``."""
+    def blocks(self, timeout_s: float = 5.0, first_timeout_s: float = 15.0) -> Iterator[np.ndarray]:
+        """Blocks as they arrive; raises ``DeviceError`` if the device goes quiet for ``timeout_s``.
+
+        The first block may take longer (``first_timeout_s``): a sound server waking up has been seen to need 1.6 s.
+        """
         if self._stream is None:
             self.start()
+        wait_s = first_timeout_s
         while True:
             try:
-                block = self._queue.get(timeout=timeout_s)
+                block = self._queue.get(timeout=wait_s)
+                wait_s = timeout_s
             except queue.Empty:
                 raise DeviceError(
                     f"Input device {self.device.index} ({self.device.name}) stopped delivering audio; "
                     "check that it is still connected."
                 ) from None
             yield block[:, 0]
+
+    def first_sample_wall_time_s(self, timeout_s: float = 15.0) -> float:
+        """Wall-clock time (Unix seconds) at which the stream's first sample was captured.
+
+        The first callback's clock reading, less that block's length and the device's input latency. Without this,
+        wall times of events would be early by however long the device took to start (seen: 1 s with PulseAudio).
+        """
+        if self._stream is None:
+            self.start()
+        if not self._first_block.wait(timeout_s):
+            raise DeviceError(
+                f"Input device {self.device.index} ({self.device.name}) delivered no audio within {timeout_s:g} s; "
+                "check that it is connected and not in use."
+            )
+        latency_s = float(getattr(self._stream, "latency", 0.0) or 0.0)
+        assert self._first_block_wall_s is not None
+        return self._first_block_wall_s - latency_s
 
     def discard_pending(self) -> None:
         """Drop blocks recorded so far (e.g. during a countdown) so the next block is fresh."""

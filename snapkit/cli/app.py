@@ -8,6 +8,8 @@ import typer
 
 from snapkit.cli import data as data_commands
 from snapkit.cli import demo as demo_commands
+from snapkit.cli import detect as detect_commands
+from snapkit.cli import listen as listen_commands
 from snapkit.cli import record as record_commands
 from snapkit.cli import train as train_commands
 from snapkit.cli.ui import err_console
@@ -25,6 +27,8 @@ app = typer.Typer(
 record_commands.register(app)
 data_commands.register(app)
 train_commands.register(app)
+detect_commands.register(app)
+listen_commands.register(app)
 demo_commands.register(app)
 
 

@@ -26,17 +26,16 @@ def train(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run folder (default: runs/<date-time>-<backbone>).")
     ] = None,
-    epochs: Annotated[
-        int | None, typer.Option("--epochs", min=1, help="Training epochs (default: 30 ConvNet, 60 heads).")
-    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Training epochs (default: 60).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same data + seed gives the same model.")] = 0,
     weights: Annotated[
         Path | None, typer.Option("--weights", help="Pretrained backbone weights file, for offline use.")
     ] = None,
     clip_seconds: Annotated[float, typer.Option("--clip-seconds", min=0.2, help="Training window, in seconds.")] = 2.0,
     pooling: Annotated[
-        str, typer.Option("--pooling", help="Frame-to-clip pooling: attention, max, linear_softmax.")
-    ] = "attention",
+        str,
+        typer.Option("--pooling", help="Frame-to-clip pooling: max (best event timing), attention, linear_softmax."),
+    ] = "max",
     head_hidden: Annotated[
         int, typer.Option("--head-hidden", min=0, help="Hidden units of the head on a frozen backbone (0: linear).")
     ] = 0,

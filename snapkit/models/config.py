@@ -34,7 +34,7 @@ class ModelConfig:
     labels: tuple[str, ...]
     background_label: str = "background"
     clip_s: float = 2.0
-    pooling: str = "attention"
+    pooling: str = "max"
     head_hidden: int = 0
     dropout: float = 0.1
     convnet_channels: tuple[int, ...] = (8, 16, 32, 64)

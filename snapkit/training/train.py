@@ -59,7 +59,9 @@ class TrainSettings:
     weight_decay: float = 1e-4
     seed: int = 0
     clip_s: float = 2.0
-    pooling: str = "attention"
+    # Max pooling: every frame of a background clip must stay low, so per-frame outputs localise events
+    # (attention pooling scored event F1 0.22 against 0.95 for max on a generated 5-minute stream).
+    pooling: str = "max"
     head_hidden: int = 0
     cv_below_clips: int = 10
     max_folds: int = 5
@@ -72,7 +74,9 @@ class TrainSettings:
 
     @property
     def effective_epochs(self) -> int:
-        return self.epochs or (60 if self.is_head else 30)
+        # 60 for the ConvNet too: max pooling passes gradient through one frame per clip, and at 30 epochs a
+        # model missed every snap in a generated stream (event F1 0.51 -> 0.88 at 6-10 dB SNR with 60).
+        return self.epochs or 60
 
     @property
     def effective_learning_rate(self) -> float:

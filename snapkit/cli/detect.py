@@ -1,0 +1,271 @@
+"""``snapkit detect``: run the streaming detector over audio files and report events with onset and offset times.
+
+Files go through the very engine ``snapkit listen`` uses, block by block (``FileSource``), so a day-long recording
+never sits in memory and what a file shows holds live. Heavy imports (torch, matplotlib) happen inside the command.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import pandas as pd
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from snapkit.cli.ui import console, frame_table
+from snapkit.detection.events import Event
+from snapkit.errors import SnapkitError
+
+if TYPE_CHECKING:
+    from snapkit.detection.detector import Detector
+    from snapkit.detection.plot import AudioOverview
+
+# Files shorter than this finish before a progress bar would be worth drawing.
+PROGRESS_MIN_S = 30.0
+PLOT_SUFFIX = ".png"
+
+EVENTS_HELP = (
+    "Also write all events to this file: .csv, .tsv (DCASE layout: filename, onset, offset, event_label) or .jsonl. "
+    "Files are named as given here. An existing file is replaced (event lists are derived data; recordings are never "
+    "overwritten)."
+)
+PLOT_HELP = (
+    "Draw spectrogram, class probabilities and events as a PNG. A folder (existing, or a name without extension) gets "
+    "FOLDER/<file stem>.png per file; NAME.png is used as is for one file and becomes NAME-<file stem>.png for "
+    "several. Existing plots are replaced."
+)
+
+
+@dataclass
+class FileResult:
+    """What detecting one file gave: its finished events (by onset), audio length and processing time in seconds."""
+
+    path: Path
+    events: list[Event] = field(default_factory=list)
+    audio_s: float = 0.0
+    processing_s: float = 0.0
+
+
+def plot_targets(plot: Path, files: list[Path]) -> list[Path]:
+    """The PNG path of each of ``files`` for ``--plot PLOT`` (rules in ``PLOT_HELP``).
+
+    Two files with the same stem (``a/x.wav``, ``b/x.wav``) get ``x.png`` and ``x-2.png``, so no plot replaces
+    another of the same run.
+    """
+    is_folder = plot.is_dir() or plot.suffix == ""
+    if not is_folder and plot.suffix.lower() != PLOT_SUFFIX:
+        raise SnapkitError(f"--plot {plot}: plots are PNG images; give a .png file name or a folder.")
+    if not is_folder and len(files) == 1:
+        return [plot]
+    targets: list[Path] = []
+    taken: set[str] = set()
+    for path in files:
+        stem = path.stem if is_folder else f"{plot.stem}-{path.stem}"
+        name, count = stem, 1
+        while name.lower() in taken:
+            count += 1
+            name = f"{stem}-{count}"
+        taken.add(name.lower())
+        targets.append((plot if is_folder else plot.parent) / f"{name}{PLOT_SUFFIX}")
+    return targets
+
+
+def detect(
+    model: Annotated[Path, typer.Argument(help="A trained model bundle (runs/NAME/model.snapkit).")],
+    files: Annotated[list[Path], typer.Argument(help="Audio files to scan (any length; WAV, FLAC, OGG, MP3).")],
+    events_path: Annotated[Path | None, typer.Option("--events", help=EVENTS_HELP)] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help=PLOT_HELP)] = None,
+    hop: Annotated[
+        float | None,
+        typer.Option(
+            "--hop",
+            min=0.01,
+            help="Seconds between the starts of analysis windows (default: the detector's, printed at start).",
+        ),
+    ] = None,
+    chunk_s: Annotated[
+        float,
+        typer.Option(
+            "--chunk-s", min=0.01, help="Seconds of audio read and pushed at a time; events do not depend on it."
+        ),
+    ] = 1.0,
+) -> None:
+    """Find the events of MODEL's classes in FILES, with onset and offset times in seconds."""
+    from snapkit.detection.detector import Detector, DetectorSettings
+    from snapkit.detection.outputs import check_events_path, write_events
+    from snapkit.models.bundle import load_model
+
+    # Refuse a bad output name now, not after an hour of audio.
+    if events_path is not None:
+        check_events_path(events_path)
+    targets = plot_targets(plot, files) if plot is not None else []
+
+    bundle = load_model(model)
+    rate_hz = bundle.model.sample_rate_hz
+    settings = DetectorSettings() if hop is None else DetectorSettings(hop_s=hop)
+    detector = Detector(bundle, settings, sample_rate_hz=rate_hz, keep_timeline=plot is not None)
+    console.print(
+        f"model {model} ({', '.join(detector.labels)}) at {rate_hz} Hz; "
+        f"windows every {settings.hop_s} s; reading {chunk_s} s at a time",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+    results: list[FileResult] = []
+    failed: list[str] = []
+    try:
+        for index, path in enumerate(files):
+            detector.reset()  # one detector for all files: nothing of one file may leak into the next
+            try:
+                result, overview = _detect_file(detector, path, rate_hz, chunk_s, keep_audio=plot is not None)
+            except SnapkitError as err:
+                failed.append(str(err))
+                console.print(f"[red]skipped:[/] {err}", highlight=False, soft_wrap=True)
+                continue
+            results.append(result)
+            _print_file(result)
+            if plot is not None:
+                # A plot that cannot be written costs that picture only, not the events of this or later files.
+                try:
+                    written = _plot_file(targets[index], detector, overview, result, bundle.thresholds)
+                except SnapkitError as err:
+                    console.print(f"[yellow]no plot:[/] {err}", highlight=False, soft_wrap=True)
+                else:
+                    console.print(f"plot: {written}", highlight=False)
+    except KeyboardInterrupt:
+        console.print(f"\nInterrupted after {len(results)} of {len(files)} files.")
+        if events_path is not None and results:
+            write_events(events_path, [(str(r.path), e) for r in results for e in r.events])
+            console.print(f"events of the finished files: {events_path}", highlight=False)
+        raise typer.Exit(130) from None
+
+    if results:
+        _print_summary(results, detector.labels)
+        if events_path is not None:
+            write_events(events_path, [(str(r.path), e) for r in results for e in r.events])
+            console.print(f"events: {events_path}", highlight=False)
+    if failed and not results:
+        raise typer.Exit(2)
+
+
+def _detect_file(
+    detector: Detector, path: Path, rate_hz: int, chunk_s: float, *, keep_audio: bool
+) -> tuple[FileResult, AudioOverview | None]:
+    """Stream ``path`` through ``detector``; returns its :class:`FileResult` and, if ``keep_audio``, the
+    ``AudioOverview`` the plot needs (else None). Raises ``SnapkitError`` for a file that cannot be read."""
+    import soundfile as sf
+
+    from snapkit.audio.sources import FileSource
+    from snapkit.detection.plot import AudioOverview
+
+    source = FileSource(path, rate_hz, block_s=chunk_s)
+    overview = AudioOverview(rate_hz, source.duration_s) if keep_audio else None
+    result = FileResult(path)
+    samples = 0
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s of audio"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=source.duration_s < PROGRESS_MIN_S,
+    ) as progress:
+        task = progress.add_task(path.name, total=source.duration_s)
+        blocks = source.blocks()
+        while True:
+            # Only reading is guarded: a decoding error names the file, a detector error stays a bug to see.
+            try:
+                block = next(blocks, None)
+            except (sf.SoundFileError, RuntimeError) as err:
+                raise SnapkitError(
+                    f"{path} could not be decoded past {samples / rate_hz:.1f} s ({err}); it may be damaged."
+                ) from None
+            if block is None:
+                break
+            samples += len(block)
+            result.events += [u.event for u in detector.push(block) if u.kind == "end"]
+            if overview is not None:
+                overview.push(block)
+            progress.update(task, completed=samples / rate_hz)
+        result.events += [u.event for u in detector.flush() if u.kind == "end"]
+    result.processing_s = time.perf_counter() - started
+    result.audio_s = samples / rate_hz
+    result.events.sort(key=lambda e: (e.onset_s, e.label))
+    return result, overview
+
+
+def _print_file(result: FileResult) -> None:
+    if not result.events:
+        console.print(f"{result.path}: no events in {result.audio_s:.1f} s of audio.", highlight=False)
+        return
+    rows = [
+        {
+            "file": result.path.name,
+            "label": e.label,
+            "onset s": e.onset_s,
+            "offset s": e.offset_s,
+            "duration s": e.duration_s,
+            "peak score": e.peak_score,
+        }
+        for e in result.events
+    ]
+    formats = {"onset s": ".2f", "offset s": ".2f", "duration s": ".2f", "peak score": ".2f"}
+    # The full path heads the table: a narrow terminal would cut it short in a column.
+    console.print(frame_table(pd.DataFrame(rows), title=str(result.path), formats=formats))
+
+
+def _plot_file(
+    target: Path,
+    detector: Detector,
+    overview: AudioOverview | None,
+    result: FileResult,
+    thresholds: dict[str, dict[str, float]] | None,
+) -> Path:
+    from snapkit.detection.plot import plot_detection
+
+    assert overview is not None  # kept whenever --plot is given
+    times_s, probs = detector.timeline()
+    return plot_detection(
+        target,
+        overview,
+        overview.sample_rate_hz,
+        times_s,
+        probs,
+        detector.labels,
+        result.events,
+        thresholds,
+        title=str(result.path),
+    )
+
+
+def _print_summary(results: list[FileResult], labels: tuple[str, ...]) -> None:
+    """Events per class over all files, then audio length, processing time and real-time factor."""
+    counts = Counter(e.label for r in results for e in r.events)
+    audio_s = sum(r.audio_s for r in results)
+    processing_s = sum(r.processing_s for r in results)
+    per_hour = 3600.0 / audio_s if audio_s else float("nan")
+    rows = [
+        {"class": label, "events": counts[label], "per hour": counts[label] * per_hour}
+        for label in [*labels, *sorted(set(counts) - set(labels))]
+    ]
+    console.print(frame_table(pd.DataFrame(rows), title="Events per class", formats={"per hour": ".1f"}))
+    # Real-time factor: processing time over audio time; below 1 is faster than the audio plays.
+    factor = processing_s / audio_s if audio_s else float("nan")
+    speed = f" ({1 / factor:.1f}x faster than real time)" if 0 < factor < 1 else ""
+    console.print(
+        f"{len(results)} file(s), {audio_s:.1f} s of audio processed in {processing_s:.1f} s: "
+        f"real-time factor {factor:.3f}{speed}.",
+        highlight=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command(help="Find events of a model's classes in audio files, with onset/offset times; CSV/TSV/JSONL, PNG.")(
+        detect
+    )

@@ -1,0 +1,422 @@
+"""Where detected events go while listening: a CSV/JSONL log, saved WAV clips, plain printed lines.
+
+Every sink has ``handle(update, wall_time)`` and ``close()`` and never raises into its caller: a failure (disk full,
+folder removed) is printed as a warning and counted in ``failures``, and listening goes on. ``wall_time`` is the
+wall-clock time of stream second 0 (when listening began); an event's wall-clock onset is ``wall_time + onset_s``.
+
+All sinks run on the live runner's sink thread (``snapkit.detection.live``), never on the audio or inference thread,
+so a slow disk delays the log, not detection.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from snapkit.audio.io import write_wav
+from snapkit.detection.events import EventUpdate
+from snapkit.errors import SnapkitError
+
+Warn = Callable[[str], None]
+
+LOG_FIELDS = (
+    "kind",
+    "event_id",
+    "label",
+    "onset_s",
+    "offset_s",
+    "peak_score",
+    "mean_score",
+    "onset_time",
+    "offset_time",
+    "reported_at",
+)
+_CSV_EXTENSIONS = frozenset({".csv"})
+_JSONL_EXTENSIONS = frozenset({".jsonl", ".json"})
+# How long an event may last and still be saved whole: bounds the clip saver's ring buffer (seconds).
+DEFAULT_MAX_CLIP_EVENT_S = 30.0
+# The detector reports an end some time after the offset (lookahead, minimum gap, the model window): the ring buffer
+# holds this much more so the pre-roll of a long event is still there when its end arrives (seconds).
+_REPORT_LATENCY_SLACK_S = 10.0
+
+
+@functools.lru_cache(maxsize=1)
+def _warning_console() -> Any:
+    from rich.console import Console
+
+    # Created on first use, not at import; stderr so warnings never mix into the plain event lines on stdout.
+    return Console(stderr=True)
+
+
+def print_warning(message: str) -> None:
+    """The default way sinks and notifiers report a failure: one yellow line on stderr."""
+    _warning_console().print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+
+
+def iso_time(moment: datetime) -> str:
+    """``moment`` as ISO 8601 with milliseconds (and the UTC offset when it has one)."""
+    return moment.isoformat(timespec="milliseconds")
+
+
+def wall_clock(wall_time: datetime, stream_s: float) -> datetime:
+    """The wall-clock time of stream second ``stream_s`` when stream second 0 was at ``wall_time``."""
+    return wall_time + timedelta(seconds=stream_s)
+
+
+def update_record(update: EventUpdate, wall_time: datetime) -> dict[str, Any]:
+    """One log line's fields (``LOG_FIELDS``) for ``update``; times rounded to ms, scores to 4 decimals."""
+    event = update.event
+    return {
+        "kind": update.kind,
+        "event_id": update.event_id,
+        "label": event.label,
+        "onset_s": round(event.onset_s, 3),
+        "offset_s": None if event.offset_s is None else round(event.offset_s, 3),
+        "peak_score": round(float(event.peak_score), 4),
+        "mean_score": round(float(event.mean_score), 4),
+        "onset_time": iso_time(wall_clock(wall_time, event.onset_s)),
+        "offset_time": None if event.offset_s is None else iso_time(wall_clock(wall_time, event.offset_s)),
+        "reported_at": iso_time(wall_clock(wall_time, update.reported_at_s)),
+    }
+
+
+class Sink:
+    """Base of the event sinks: ``handle`` and ``close`` that never raise, with a ``failures`` count.
+
+    Subclasses implement ``_handle`` and ``_close``; anything they raise becomes a warning, because one broken
+    output must not end a listening session (and the other outputs) hours in.
+    """
+
+    name = "sink"
+
+    def __init__(self, on_warning: Warn | None = None) -> None:
+        self._warn = on_warning or print_warning
+        self._failures = 0
+        # failures is written on the sink thread and read by the status view on the main thread.
+        self._count_lock = threading.Lock()
+
+    @property
+    def failures(self) -> int:
+        """Updates (or closes) this sink failed to handle so far."""
+        with self._count_lock:
+            return self._failures
+
+    def handle(self, update: EventUpdate, wall_time: datetime) -> None:
+        """Record ``update``; ``wall_time`` is the wall-clock time of stream second 0."""
+        try:
+            self._handle(update, wall_time)
+        except Exception as err:  # a sink never raises into the runner; see the class docstring
+            self._fail(f"{self.name} could not record event {update.event_id} ({update.event.label}): {err}")
+
+    def close(self) -> None:
+        """Finish and release the output; safe to call twice."""
+        try:
+            self._close()
+        except Exception as err:  # closing must not hide the session's summary
+            self._fail(f"{self.name} could not be closed cleanly: {err}")
+
+    def _fail(self, message: str) -> None:
+        with self._count_lock:
+            self._failures += 1
+        self._warn(message)
+
+    def _handle(self, update: EventUpdate, wall_time: datetime) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        pass
+
+
+class EventLog(Sink):
+    """Appends one line per update (start and end) to a CSV or JSON Lines file, chosen by extension.
+
+    ``.csv`` gets a header when the file is new or empty; an existing log is appended to, never truncated (and
+    must have the same columns). ``.jsonl``/``.json`` get one JSON object per line. Each line is flushed and
+    fsynced as it is written, so a crash or Ctrl-C loses nothing already reported.
+    """
+
+    name = "event log"
+
+    def __init__(self, path: str | Path, on_warning: Warn | None = None) -> None:
+        super().__init__(on_warning)
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in _CSV_EXTENSIONS | _JSONL_EXTENSIONS:
+            raise SnapkitError(
+                f"Event log {self.path} has an unknown extension {suffix or '(none)'!r}; use .csv, .jsonl or .json."
+            )
+        self.format = "csv" if suffix in _CSV_EXTENSIONS else "jsonl"
+        if self.path.is_dir():
+            raise SnapkitError(f"Event log {self.path} is a folder; give a file name such as {self.path / 'log.csv'}.")
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        if self.format == "csv" and not new:
+            self._check_header()
+        self.lines_written = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # newline="" lets the csv module write its own line endings; utf-8 so any label survives.
+            self._file: TextIO | None = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+        except OSError as err:
+            raise SnapkitError(
+                f"Cannot open event log {self.path} for appending ({err.strerror or err}); check the path."
+            ) from None
+        if self.format == "csv" and new:
+            self._write_line(self._csv_line(dict(zip(LOG_FIELDS, LOG_FIELDS, strict=True))))
+
+    def _check_header(self) -> None:
+        try:
+            with open(self.path, encoding="utf-8", newline="") as handle:
+                header = next(csv.reader(handle), [])
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            raise SnapkitError(
+                f"Cannot read the existing event log {self.path} ({err}); choose another file."
+            ) from None
+        if tuple(header) != LOG_FIELDS:
+            raise SnapkitError(
+                f"{self.path} already exists with other columns than a snapkit event log; choose another --events file."
+            )
+
+    def _csv_line(self, record: dict[str, Any]) -> str:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(["" if record[k] is None else record[k] for k in LOG_FIELDS])
+        return buffer.getvalue()
+
+    def _write_line(self, line: str) -> None:
+        if self._file is None:
+            raise RuntimeError("the log is closed")
+        self._file.write(line)
+        self._file.flush()
+        # fsync per line: events are rare (a few per minute), and a log that loses its last lines on a power cut is
+        # exactly the log one needs after an incident.
+        os.fsync(self._file.fileno())
+        self.lines_written += 1
+
+    def _handle(self, update: EventUpdate, wall_time: datetime) -> None:
+        record = update_record(update, wall_time)
+        if self.format == "csv":
+            self._write_line(self._csv_line(record))
+        else:
+            self._write_line(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def _close(self) -> None:
+        if self._file is not None:
+            handle, self._file = self._file, None
+            handle.close()
+
+
+@dataclass(frozen=True)
+class SavedClip:
+    """The outcome of saving an event's clip: ``path`` is None when it could not be written."""
+
+    update: EventUpdate
+    path: Path | None
+
+
+@dataclass(frozen=True)
+class _PendingClip:
+    update: EventUpdate
+    wall_time: datetime
+    start_sample: int
+    end_sample: int
+
+
+class _SampleRing:
+    """The newest ``capacity`` samples of a stream, addressed by absolute sample index. One thread only."""
+
+    def __init__(self, capacity: int) -> None:
+        self._buffer = np.zeros(max(1, capacity), np.float32)
+        self.total = 0  # samples ever written: the absolute index one past the newest sample
+
+    @property
+    def oldest(self) -> int:
+        """Absolute index of the oldest sample still held."""
+        return max(0, self.total - len(self._buffer))
+
+    def write(self, block: np.ndarray) -> None:
+        size = len(self._buffer)
+        tail = block[-size:]  # a block longer than the ring: only its newest samples can be held
+        start = (self.total + len(block) - len(tail)) % size
+        first = min(len(tail), size - start)
+        self._buffer[start : start + first] = tail[:first]
+        self._buffer[: len(tail) - first] = tail[first:]
+        self.total += len(block)
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        """Samples ``[start, end)`` clamped to what is held -> ``[samples]`` (a copy)."""
+        start, end = max(start, self.oldest), min(end, self.total)
+        if end <= start:
+            return np.zeros(0, np.float32)
+        size = len(self._buffer)
+        a, b = start % size, end % size
+        if a < b:
+            return self._buffer[a:b].copy()
+        return np.concatenate([self._buffer[a:], self._buffer[:b]])
+
+
+class ClipSaver(Sink):
+    """Saves each finished event's audio, with ``pre_roll_s`` before the onset and ``post_roll_s`` after the
+    offset, as ``DIRECTORY/<label>-<wall time of onset>-<event_id>.wav`` (written atomically, never overwriting).
+
+    Design: the saver keeps its own ring buffer of the stream at the source's rate, fed with every block by
+    ``feed()`` on the same thread and in the same order as the updates. An "end" update arrives before its
+    post-roll has been heard, so it becomes a pending save, completed by the ``feed()`` that brings the audio up to
+    ``offset_s + post_roll_s`` (``finish()`` saves what there is when the stream stops). One thread owns all of this
+    state, so it needs no lock and never reaches into the detector from another thread; it also keeps the
+    microphone's own rate and does not depend on how much history the detector holds. The cost is a second copy of
+    about ``pre_roll_s + max_event_s + post_roll_s + 10`` seconds of audio. An event longer than ``max_event_s`` is
+    saved without its beginning (with a warning).
+
+    Completed saves are collected for ``pop_completed()`` so the caller can notify with the clip's path.
+    """
+
+    name = "clip saver"
+
+    def __init__(
+        self,
+        directory: str | Path,
+        pre_roll_s: float = 1.0,
+        post_roll_s: float = 1.0,
+        *,
+        sample_rate_hz: int,
+        max_event_s: float = DEFAULT_MAX_CLIP_EVENT_S,
+        on_warning: Warn | None = None,
+    ) -> None:
+        super().__init__(on_warning)
+        if pre_roll_s < 0 or post_roll_s < 0:
+            raise SnapkitError("--pre-roll and --post-roll must be zero or more seconds.")
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise SnapkitError(f"{self.directory} is a file, not a folder; give --save-clips a folder.") from None
+        except OSError as err:
+            raise SnapkitError(
+                f"Cannot create the clip folder {self.directory} ({err.strerror or err}); choose another folder."
+            ) from None
+        self.pre_roll_s = float(pre_roll_s)
+        self.post_roll_s = float(post_roll_s)
+        self.sample_rate_hz = int(sample_rate_hz)
+        capacity_s = pre_roll_s + max_event_s + post_roll_s + _REPORT_LATENCY_SLACK_S
+        self._ring = _SampleRing(round(capacity_s * self.sample_rate_hz))
+        self._pending: list[_PendingClip] = []
+        self._completed: list[SavedClip] = []
+        self.saved: list[Path] = []
+
+    @property
+    def saved_count(self) -> int:
+        """Clips written so far (safe to read from another thread, e.g. the status view)."""
+        with self._count_lock:
+            return len(self.saved)
+
+    @property
+    def pending(self) -> int:
+        """Saves waiting for their post-roll."""
+        return len(self._pending)
+
+    @property
+    def position_s(self) -> float:
+        """Stream seconds fed so far."""
+        return self._ring.total / self.sample_rate_hz
+
+    def feed(self, block: np.ndarray) -> None:
+        """Append the next stream block ``[samples]`` and complete the saves whose post-roll it brings."""
+        try:
+            self._ring.write(np.asarray(block, dtype=np.float32).reshape(-1))
+            self._complete(final=False)
+        except Exception as err:  # a sink never raises into the runner
+            self._fail(f"clip saver could not take audio: {err}")
+
+    def _handle(self, update: EventUpdate, wall_time: datetime) -> None:
+        if update.kind != "end" or update.event.offset_s is None:
+            return
+        rate = self.sample_rate_hz
+        start = max(0, round((update.event.onset_s - self.pre_roll_s) * rate))
+        end = round((update.event.offset_s + self.post_roll_s) * rate)
+        self._pending.append(_PendingClip(update, wall_time, start, end))
+        self._complete(final=False)
+
+    def finish(self) -> None:
+        """The stream has ended: save every pending clip with the post-roll there is."""
+        self._complete(final=True)
+
+    def pop_completed(self) -> list[SavedClip]:
+        """Saves finished (or failed) since the last call, oldest first."""
+        done, self._completed = self._completed, []
+        return done
+
+    def _complete(self, *, final: bool) -> None:
+        waiting: list[_PendingClip] = []
+        for pending in self._pending:
+            if final or pending.end_sample <= self._ring.total:
+                self._completed.append(SavedClip(pending.update, self._save(pending)))
+            else:
+                waiting.append(pending)
+        self._pending = waiting
+
+    def _save(self, pending: _PendingClip) -> Path | None:
+        event = pending.update.event
+        if pending.start_sample < self._ring.oldest:
+            self._warn(
+                f"the clip of event {pending.update.event_id} ({event.label}) lost its first "
+                f"{(self._ring.oldest - pending.start_sample) / self.sample_rate_hz:.1f} s (longer than the buffer)."
+            )
+        audio = self._ring.read(pending.start_sample, pending.end_sample)
+        if len(audio) == 0:
+            self._fail(f"no audio was left to save for event {pending.update.event_id} ({event.label}).")
+            return None
+        stamp = wall_clock(pending.wall_time, event.onset_s).strftime("%Y%m%d-%H%M%S-%f")[:-3]
+        path = self.directory / f"{event.label}-{stamp}-{pending.update.event_id}.wav"
+        try:
+            write_wav(path, audio, self.sample_rate_hz)
+        except (OSError, ValueError, RuntimeError) as err:
+            self._fail(f"could not save the clip {path}: {err}")
+            return None
+        with self._count_lock:
+            self.saved.append(path)
+        return path
+
+    def _close(self) -> None:
+        self.finish()
+
+
+class EventPrinter(Sink):
+    """Prints one plain line per finished event, for a pipe, a log file, or above the live view. For example::
+
+    2025-05-01T14:03:07.250+02:00  doorbell  onset 12.250 s  offset 13.100 s  peak 0.97  mean 0.81
+    """
+
+    name = "event printer"
+
+    def __init__(self, write: Callable[[str], None] | None = None, on_warning: Warn | None = None) -> None:
+        super().__init__(on_warning)
+        self._write = write or _print_flushed
+
+    def _handle(self, update: EventUpdate, wall_time: datetime) -> None:
+        if update.kind == "end":
+            self._write(format_event_line(update, wall_time))
+
+
+def format_event_line(update: EventUpdate, wall_time: datetime) -> str:
+    """The one-line text form of a finished event (see ``EventPrinter``)."""
+    event = update.event
+    offset = "-" if event.offset_s is None else f"{event.offset_s:.3f} s"
+    return (
+        f"{iso_time(wall_clock(wall_time, event.onset_s))}  {event.label}  onset {event.onset_s:.3f} s  "
+        f"offset {offset}  peak {event.peak_score:.2f}  mean {event.mean_score:.2f}"
+    )
+
+
+def _print_flushed(line: str) -> None:
+    # flush: a reader on the other end of a pipe should see each event as it happens, not when a buffer fills.
+    print(line, flush=True)
