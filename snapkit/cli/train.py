@@ -33,9 +33,12 @@ def train(
     ] = None,
     clip_seconds: Annotated[float, typer.Option("--clip-seconds", min=0.2, help="Training window, in seconds.")] = 2.0,
     pooling: Annotated[
-        str,
-        typer.Option("--pooling", help="Frame-to-clip pooling: max (best event timing), attention, linear_softmax."),
-    ] = "max",
+        str | None,
+        typer.Option(
+            "--pooling",
+            help="Frame-to-clip pooling: max, attention, linear_softmax (default: max convnet, attention heads).",
+        ),
+    ] = None,
     head_hidden: Annotated[
         int, typer.Option("--head-hidden", min=0, help="Hidden units of the head on a frozen backbone (0: linear).")
     ] = 0,
