@@ -99,6 +99,8 @@ def stamina(bundle: ModelBundle, hours: float) -> dict[str, object]:
         found += sum(u.kind == "end" for u in detector.push(chunk.audio))
         if chunk.start_s >= next_sample:
             samples.append((chunk.start_s / 3600, rss_mb()))
+            print(f"stamina: {samples[-1][0]:.2f} h of audio, RSS {samples[-1][1]:.1f} MB, planted {planted}, "
+                  f"found {found}, wall {time.perf_counter() - start:.0f} s", flush=True)
             next_sample += 600.0
     found += sum(u.kind == "end" for u in detector.flush())
     samples.append((hours, rss_mb()))
@@ -116,7 +118,8 @@ def stamina(bundle: ModelBundle, hours: float) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=120.0, help="audio seconds per RTF measurement")
-    parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), help="which backbones to time")
+    parser.add_argument("--backbones", nargs="*", default=list(BACKBONES), help="which backbones to time (none: skip)")
+    parser.add_argument("--no-delay", action="store_true", help="skip the onset-to-report delay measurement")
     parser.add_argument("--stamina-hours", type=float, default=1 / 6, help="hours of audio for the stamina run")
     parser.add_argument("--stamina-model", default=None, help="trained bundle for the stamina run (default: demo's)")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/speed"), help="results folder")
@@ -141,7 +144,7 @@ def main() -> None:
 
         trained = load_model(model_path)
         per_window = next((r["ms_per_window"] for r in rows if r["backbone"] == trained.config.backbone), 0.0) / 1000
-        d = delays(trained, per_window)
+        d = [] if args.no_delay else delays(trained, per_window)
         results["delay_s"] = {
             "model": str(model_path),
             "events": len(d),

@@ -48,6 +48,12 @@ def test_convnet_trains_and_the_bundle_works_everywhere(small_data: Path, tmp_pa
     assert sum(map(sum, metrics["confusion_matrix"])) == 16  # every clip predicted once, out of fold
     events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
     assert {p.parent.name for p in events} >= {"fold-1", "final"}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    final_log = EventAccumulator(str(out / "tensorboard" / "final")).Reload()
+    images = final_log.Tags()["images"]
+    assert "confusion_matrix" in images and any(t.startswith("augmented_views/") for t in images), images
+    assert any(t.startswith("train/loss") for t in final_log.Tags()["scalars"])
 
     bundle = load_model(out / "model.snapkit")
     assert bundle.config.labels == ("beep", "smoke_alarm", "snap")

@@ -260,6 +260,8 @@ def run_training(
         )
         report = {"estimate": plan.estimate}
 
+    if final.logger is not None:
+        _log_augmented_examples(final.logger.experiment, plan, clips, template, clip_samples)
     model = final.model.eval()
     threshold_dict = {label: t.to_dict() for label, t in thresholds.items()}
     seconds = time.monotonic() - start
@@ -406,6 +408,24 @@ def _fit(
     if trainer.interrupted:
         raise KeyboardInterrupt
     return module
+
+
+def _log_augmented_examples(
+    writer: object, plan: TrainPlan, clips: ClipSet, template: SoundClassifier, clip_samples: int, count: int = 4
+) -> None:
+    """A few training views as TensorBoard images: what the model is shown after augmentation, as log-mel."""
+    from snapkit.features.frontend import LogMel
+
+    dataset = WaveformDataset(
+        clips, clip_samples, train=plan.augment.enabled, augment=plan.augment, seed=plan.settings.seed
+    )
+    picks = np.linspace(0, len(clips.labels) - 1, num=min(count, len(clips.labels))).round().astype(int)
+    waves = torch.stack([dataset[int(i)][0] for i in picks])
+    with torch.no_grad():
+        specs = LogMel(template.frontend_config)(waves)
+        if not plan.settings.is_head and plan.augment.enabled:
+            specs = SpecAugment.from_config(plan.augment).train()(specs)
+    tb.log_spectrograms(writer, "augmented_views", specs)
 
 
 @contextlib.contextmanager
