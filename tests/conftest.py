@@ -78,9 +78,9 @@ def virtual_mic() -> Iterator[VirtualMic]:
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout_s: float = 120
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout_s: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m snapkit ARGS`` in a subprocess, as a user would run it."""
+    """``python -m snapkit ARGS`` in a subprocess, as a user would run it. The timeout only catches hangs."""
     return subprocess.run(
         [sys.executable, "-m", "snapkit", *args],
         env={**(env or os.environ), "COLUMNS": "200", "NO_COLOR": "1"},
