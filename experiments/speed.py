@@ -99,8 +99,11 @@ def stamina(bundle: ModelBundle, hours: float) -> dict[str, object]:
         found += sum(u.kind == "end" for u in detector.push(chunk.audio))
         if chunk.start_s >= next_sample:
             samples.append((chunk.start_s / 3600, rss_mb()))
-            print(f"stamina: {samples[-1][0]:.2f} h of audio, RSS {samples[-1][1]:.1f} MB, planted {planted}, "
-                  f"found {found}, wall {time.perf_counter() - start:.0f} s", flush=True)
+            print(
+                f"stamina: {samples[-1][0]:.2f} h of audio, RSS {samples[-1][1]:.1f} MB, planted {planted}, "
+                f"found {found}, wall {time.perf_counter() - start:.0f} s",
+                flush=True,
+            )
             next_sample += 600.0
     found += sum(u.kind == "end" for u in detector.flush())
     samples.append((hours, rss_mb()))

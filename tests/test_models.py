@@ -273,7 +273,10 @@ def test_frozen_backbone_gets_no_gradient_and_stays_in_eval_mode(backbones: dict
     assert not backbone.training and all(not m.training for m in backbone.modules())
     running_mean = backbone.bn0.running_mean.clone()
     trainable = {id(p) for p in model.trainable_parameters()}
-    head_params = {id(p) for p in [*model.head.parameters(), *model.att_head.parameters()]}  # type: ignore[union-attr]
+    head_params = {
+        id(p)
+        for p in [*model.head.parameters(), *model.att_head.parameters(), *model.input_norm.parameters()]  # type: ignore[union-attr]
+    }
     assert trainable == head_params
     assert not any(p.requires_grad for p in backbone.parameters())
 

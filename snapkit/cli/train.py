@@ -26,7 +26,9 @@ def train(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run folder (default: runs/<date-time>-<backbone>).")
     ] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Training epochs (default: 60).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Training epochs (default: 60 ConvNet, 30 heads).")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same data + seed gives the same model.")] = 0,
     weights: Annotated[
         Path | None, typer.Option("--weights", help="Pretrained backbone weights file, for offline use.")

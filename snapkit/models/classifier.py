@@ -96,6 +96,9 @@ class SoundClassifier(nn.Module):
                     round(backbone.frame_hop_s / backbone.frontend_config.hop_s),
                 )
             )
+        # Frozen features come in very different scales per dimension (ReLU maps); a learnt per-dimension
+        # standardisation, like the StandardScaler a logistic-regression baseline uses, lets a linear head use them.
+        self.input_norm = nn.BatchNorm1d(trunk_dim) if backbone is not None else None
         self.head = FrameHead(trunk_dim, config.n_classes, config.head_hidden, config.dropout)
         self.pooling = make_pooling(config.pooling)
         # A separate head for attention logits, as PANNs' AttBlock has separate `att` and `cla` layers.
@@ -225,6 +228,8 @@ class SoundClassifier(nn.Module):
         ``att_logits`` is None unless the pooling is ``"attention"``.
         """
         trunk = features if self.convnet is None else self.convnet(features)
+        if self.input_norm is not None:
+            trunk = self.input_norm(trunk.transpose(1, 2)).transpose(1, 2)  # BatchNorm1d wants [batch, dim, frames]
         att_logits = self.att_head(trunk) if self.att_head is not None else None
         return self.head(trunk), att_logits
 
