@@ -9,8 +9,7 @@ Names are imported on first use (PEP 562), so ``import snapkit`` and the CLI's q
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from snapkit._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -42,14 +41,4 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'snapkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports("snapkit", _EXPORTS, globals())

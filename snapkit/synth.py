@@ -42,6 +42,8 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
+from snapkit.audio.levels import active_power
+
 __all__ = [
     "BACKGROUND_LABEL",
     "SOUND_CLASSES",
@@ -70,8 +72,6 @@ _MIN_SAMPLE_RATE_HZ = 8_000
 _MAX_FREQ_FRACTION = 0.45
 # Peak the clip and stream builders never exceed (leaves headroom for 16-bit PCM and resampling overshoot).
 _MAX_PEAK = 0.95
-_ACTIVE_FRAME_S = 0.010
-_ACTIVE_FLOOR_DB = -20.0
 # Pink-noise filter (Julius O. Smith / Paul Kellet), -3 dB/octave over about three decades below Nyquist.
 _PINK_B = (0.049922035, -0.095993537, 0.050612699, -0.004408786)
 _PINK_A = (1.0, -2.494956002, 2.017265875, -0.522189400)
@@ -210,31 +210,6 @@ def _render_pattern(
         out[pos : pos + d] = render(i, pos, d)
         pos += d + (gaps[i] if i < len(gaps) else 0)
     return out
-
-
-def active_power(audio: np.ndarray, sample_rate_hz: int, *, floor_db: float = _ACTIVE_FLOOR_DB) -> float:
-    """Mean power of the active part of a sound: 10 ms frames within ``floor_db`` dB of the loudest frame.
-
-    Args:
-        audio: float waveform ``[samples]``.
-        sample_rate_hz: sample rate (Hz), sets the 10 ms frame length.
-        floor_db: frames whose power is more than this many dB below the loudest frame are ignored.
-
-    Returns:
-        Mean power (amplitude squared) over the active frames; 0.0 for silence.
-    """
-    x = np.asarray(audio, dtype=np.float64)
-    if not len(x):
-        return 0.0
-    frame = max(1, round(_ACTIVE_FRAME_S * int(sample_rate_hz)))
-    n_frames = math.ceil(len(x) / frame)
-    padded = np.zeros(n_frames * frame)
-    padded[: len(x)] = x
-    powers = np.mean(padded.reshape(n_frames, frame) ** 2, axis=1)
-    top = float(powers.max())
-    if top <= 0:
-        return 0.0
-    return float(powers[powers >= top * 10 ** (floor_db / 10)].mean())
 
 
 # ----------------------------------------------------------------------------------------------------

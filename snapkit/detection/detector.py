@@ -116,6 +116,7 @@ class Detector:
         if np.any(self._off > self._on):
             raise SnapkitError("An off-threshold is above its on-threshold; off must be at most on for each class.")
         self._frame_cells = self._frame_cell_spans()
+        self._coverage_end_n = self._frame_cells[-1][1]  # where the last frame's span of a window ends
         self._bands = self._class_bands()
         self._keep_timeline = keep_timeline
         self.reset()
@@ -125,8 +126,12 @@ class Detector:
     def reset(self) -> None:
         """Forget everything: the next ``push`` starts a new stream at time 0."""
         self._resampler = StreamResampler(self.sample_rate_hz, self.model_rate_hz)
+        # Audio held for windows, edge refinement and clip requests: _buffer[:_buffer_len] are the samples from
+        # absolute index _buffer_start on. The array grows by doubling and is compacted in place (see _trim), so a
+        # push of 10 ms does not copy the seconds already held.
         self._buffer = np.zeros(0, np.float32)
-        self._buffer_start = 0  # absolute sample index of _buffer[0]
+        self._buffer_len = 0
+        self._buffer_start = 0
         self._total = 0  # samples received (model rate)
         self._next_window = 0
         self._acc_start = 0  # absolute cell index of _acc_sum[0]; cells before it are decided
@@ -195,7 +200,13 @@ class Detector:
 
     def _ingest(self, samples: np.ndarray) -> list[EventUpdate]:
         if len(samples):
-            self._buffer = np.concatenate([self._buffer, samples])
+            need = self._buffer_len + len(samples)
+            if need > len(self._buffer):
+                grown = np.empty(max(need, 2 * len(self._buffer)), np.float32)
+                grown[: self._buffer_len] = self._buffer[: self._buffer_len]
+                self._buffer = grown
+            self._buffer[self._buffer_len : need] = samples
+            self._buffer_len = need
             self._total += len(samples)
         updates: list[EventUpdate] = []
         while self._next_window * self._hop_n + self._win_n <= self._total:
@@ -229,7 +240,6 @@ class Detector:
         for centre in centres:
             a = round(centre * self.model_rate_hz - hop_n / 2)
             spans.append((max(0, a), min(self._win_n, round(a + hop_n))))
-        self._coverage_end_n = spans[-1][1]
         return spans
 
     def _cell_of(self, sample: int) -> int:
@@ -378,8 +388,11 @@ class Detector:
         # before the first undecided cell; clip requests may reach history_s further back.
         needed = min(self._next_window * self._hop_n, self._acc_start * self._grid_n)
         keep_from = max(self._buffer_start, needed - round((s.history_s + s.refine_s + s.min_gap_s) * rate))
-        if keep_from - self._buffer_start > max(self._win_n, len(self._buffer) // 2):
-            self._buffer = self._buffer[keep_from - self._buffer_start :].copy()
+        drop = keep_from - self._buffer_start
+        if drop > max(self._win_n, self._buffer_len // 2):
+            kept = self._buffer_len - drop
+            self._buffer[:kept] = self._buffer[drop : self._buffer_len]  # numpy copies overlapping slices safely
+            self._buffer_len = kept
             self._buffer_start = keep_from
 
 

@@ -6,8 +6,7 @@ pay for the others.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from snapkit._lazy import lazy_exports
 
 _EXPORTS = {
     "SoundClassifier": "snapkit.models.classifier",
@@ -20,15 +19,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        # Also how ``from snapkit.models import panns`` falls through to importing the submodule.
-        raise AttributeError(f"module 'snapkit.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports("snapkit.models", _EXPORTS, globals())

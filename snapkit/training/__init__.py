@@ -5,8 +5,7 @@ Names are imported on first use (PEP 562), so importing a submodule does not pay
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from snapkit._lazy import lazy_exports
 
 _EXPORTS = {
     "AugmentConfig": "snapkit.training.augment",
@@ -14,7 +13,7 @@ _EXPORTS = {
     "augment_waveform": "snapkit.training.augment",
     "fit_to_length": "snapkit.training.augment",
     "mix_at_snr": "snapkit.training.augment",
-    "active_power": "snapkit.training.augment",
+    "active_power": "snapkit.audio.levels",
     "generate_noise": "snapkit.training.augment",
     "ClipSet": "snapkit.training.data",
     "load_clipset": "snapkit.training.data",
@@ -34,15 +33,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        # Also how ``from snapkit.training import train`` falls through to importing the submodule.
-        raise AttributeError(f"module 'snapkit.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports("snapkit.training", _EXPORTS, globals())

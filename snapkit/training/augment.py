@@ -24,10 +24,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from snapkit.audio.levels import ACTIVE_FRAME_S, active_frames, active_power, frame_powers
 from snapkit.errors import SnapkitError
 
-ACTIVE_FRAME_S = 0.010
-ACTIVE_FLOOR_DB = -20.0
 # A clip's noise floor is the power of its quietest frames: this percentile of its 10 ms frame powers.
 NOISE_FLOOR_PERCENTILE = 10.0
 # Windows holding at least this share of the loudest window's energy hold the same sound (see loudest_offset).
@@ -135,39 +134,10 @@ def _jsonable(value: Any) -> Any:
 # Levels
 
 
-def frame_powers(audio: np.ndarray, sample_rate_hz: int, frame_s: float = ACTIVE_FRAME_S) -> np.ndarray:
-    """Mean power of consecutive ``frame_s`` frames of ``audio`` ``[samples]`` (last frame zero-padded) ->
-    ``[frames]``; empty for empty audio."""
-    x = np.asarray(audio, dtype=np.float64)
-    frame = max(1, round(frame_s * sample_rate_hz))
-    n_frames = math.ceil(len(x) / frame)
-    padded = np.zeros(n_frames * frame)
-    padded[: len(x)] = x
-    return np.mean(padded.reshape(n_frames, frame) ** 2, axis=1)
-
-
-def _active_frames(powers: np.ndarray) -> np.ndarray:
-    """Boolean ``[frames]``: frames within ``ACTIVE_FLOOR_DB`` of the loudest (none for silence)."""
-    top = float(powers.max()) if len(powers) else 0.0
-    if top <= 0:
-        return np.zeros(len(powers), dtype=bool)
-    return powers >= top * 10 ** (ACTIVE_FLOOR_DB / 10)
-
-
-def active_power(audio: np.ndarray, sample_rate_hz: int) -> float:
-    """Mean power (amplitude squared) of the active part of ``audio`` ``[samples]``; 0.0 for silence.
-
-    Same definition as ``snapkit.synth.active_power`` (a test keeps the two in step).
-    """
-    powers = frame_powers(audio, sample_rate_hz)
-    active = _active_frames(powers)
-    return float(powers[active].mean()) if active.any() else 0.0
-
-
 def active_span(audio: np.ndarray, sample_rate_hz: int) -> tuple[int, int]:
     """Samples ``[start, end)`` from the first to the last active frame of ``audio``; the whole clip if silent."""
     powers = frame_powers(audio, sample_rate_hz)
-    active = np.flatnonzero(_active_frames(powers))
+    active = np.flatnonzero(active_frames(powers))
     if not len(active):
         return 0, len(audio)
     frame = max(1, round(ACTIVE_FRAME_S * sample_rate_hz))
