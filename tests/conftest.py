@@ -97,6 +97,9 @@ def detector_bundle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from snapkit.synth import make_dataset
     from snapkit.training.train import TrainerOptions, TrainSettings, plan_training, run_training
 
+    reuse = os.environ.get("SNAPKIT_TEST_DETECTOR_BUNDLE")  # for quick local reruns; CI always trains
+    if reuse and not os.environ.get("CI"):
+        return Path(reuse)
     root = tmp_path_factory.mktemp("detector-model")
     make_dataset(root / "data", classes=DETECTOR_CLASSES, clips_per_class=12, background_clips=12, seed=11)
     plan = plan_training(root / "data", root / "run", TrainSettings(backbone="convnet", seed=0))

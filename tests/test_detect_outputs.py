@@ -178,6 +178,7 @@ def test_spectrogram_is_pooled_to_the_figure_width() -> None:
 @dataclass(frozen=True)
 class FakeSettings:
     hop_s: float = 0.25
+    mode: str = "auto"
 
 
 class FakeDetector:
@@ -204,6 +205,9 @@ class FakeDetector:
         self.pushed_lengths: list[int] = []
         self.instances.append(self)
         self._clear()
+
+    def describe(self) -> str:
+        return f"fake: frame energy every {self.FRAME_S} s"
 
     def _clear(self) -> None:
         self._pending = np.zeros(0, dtype=np.float32)

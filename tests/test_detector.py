@@ -55,12 +55,44 @@ def test_planted_events_are_found_with_their_onsets(bundle: ModelBundle) -> None
     assert scores.median_abs_onset_error_s < 0.05, scores.to_dict()
 
 
-def test_chunk_size_never_changes_the_events(bundle: ModelBundle) -> None:
+@pytest.mark.parametrize("mode", ["stream", "window"])
+def test_chunk_size_never_changes_the_events(bundle: ModelBundle, mode: str) -> None:
     audio, _truth = make_stream(7, duration_s=40.0, classes=DETECTOR_CLASSES, events_per_minute=9)
-    reference = run(Detector(bundle), audio, chunk_s=1.0)
+    settings = DetectorSettings(mode=mode)  # type: ignore[arg-type]
+    reference = run(Detector(bundle, settings), audio, chunk_s=1.0)
     assert any(u.kind == "end" for u in reference)
     for chunk_s in (0.01, 0.1, 0.37):
-        assert run(Detector(bundle), audio, chunk_s=chunk_s) == reference
+        assert run(Detector(bundle, settings), audio, chunk_s=chunk_s) == reference
+
+
+def test_stream_mode_timeline_is_the_model_over_the_whole_stream(bundle: ModelBundle) -> None:
+    """In stream mode each 10 ms cell holds exactly the model's output frame for it, as one pass over the file."""
+    import torch
+
+    audio, _truth = make_stream(8, duration_s=20.0, classes=DETECTOR_CLASSES, events_per_minute=9)
+    detector = Detector(bundle, keep_timeline=True)
+    assert detector.streaming and "streaming" in detector.describe()
+    run(detector, audio, chunk_s=0.3)
+    times_s, probs = detector.timeline()
+    with torch.inference_mode():
+        expected = bundle.model(torch.from_numpy(audio)[None])[0][0].numpy()
+    # Frame j is centred on j * 10 ms and spans +-5 ms; a cell takes the frame its centre falls in, i.e. cell i
+    # ([i, i+1) x 10 ms, centre on a frame boundary) takes frame i + 1 (spans are half-open).
+    assert len(times_s) == len(expected) - 1 == round(20.0 / 0.01)
+    np.testing.assert_allclose(probs, expected[1:], atol=1e-5)
+
+
+def test_window_mode_is_kept_for_models_that_cannot_stream() -> None:
+    from snapkit.errors import SnapkitError
+    from snapkit.models.classifier import SoundClassifier, backbone_architecture
+    from snapkit.models.config import ModelConfig
+
+    config = ModelConfig(backbone="sfx-cnn9", labels=("beep",), pooling="attention")
+    sfx = ModelBundle.from_model(SoundClassifier(config, backbone_architecture("sfx-cnn9")).eval())
+    detector = Detector(sfx)
+    assert not detector.streaming and "cannot stream" in detector.describe()
+    with pytest.raises(SnapkitError, match="cannot run in stream mode"):
+        Detector(sfx, DetectorSettings(mode="stream"))
 
 
 def test_every_start_has_one_end_and_is_reported_soon(bundle: ModelBundle) -> None:
@@ -125,3 +157,5 @@ def test_settings_are_checked() -> None:
 
     with pytest.raises(SnapkitError, match="hop_s"):
         DetectorSettings(hop_s=0)
+    with pytest.raises(SnapkitError, match="mode"):
+        DetectorSettings(mode="fast")  # type: ignore[arg-type]

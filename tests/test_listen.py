@@ -59,6 +59,9 @@ class FakeDetector:
         self._next_id = 1
         self._latest = dict.fromkeys(self.labels, 0.0)
 
+    def describe(self) -> str:
+        return "fake: block means"
+
     @property
     def position_s(self) -> float:
         return self.samples / self.sample_rate_hz
@@ -650,8 +653,8 @@ def test_listen_command_prints_settings_one_line_per_event_and_a_summary(
     from snapkit.cli import listen as listen_cli
 
     detector_module = types.ModuleType("snapkit.detection.detector")
-    detector_module.DetectorSettings = lambda hop_s: types.SimpleNamespace(  # type: ignore[attr-defined]
-        hop_s=hop_s, on_thresholds={}, off_thresholds={}
+    detector_module.DetectorSettings = lambda hop_s, mode: types.SimpleNamespace(  # type: ignore[attr-defined]
+        hop_s=hop_s, mode=mode, on_thresholds={}, off_thresholds={}
     )
     detector_module.Detector = lambda bundle, settings, sample_rate_hz: FakeDetector(sample_rate_hz)  # type: ignore
     bundle_module = types.ModuleType("snapkit.models.bundle")
@@ -701,7 +704,7 @@ def test_listen_command_refuses_a_bad_log_name_before_opening_the_device(
     bundle_module = types.ModuleType("snapkit.models.bundle")
     bundle_module.load_model = lambda path: types.SimpleNamespace(thresholds={})  # type: ignore[attr-defined]
     detector_module = types.ModuleType("snapkit.detection.detector")
-    detector_module.DetectorSettings = lambda hop_s: None  # type: ignore[attr-defined]
+    detector_module.DetectorSettings = lambda hop_s, mode: None  # type: ignore[attr-defined]
     detector_module.Detector = None  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "snapkit.detection.detector", detector_module)
     monkeypatch.setitem(sys.modules, "snapkit.models.bundle", bundle_module)

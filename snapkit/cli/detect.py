@@ -6,6 +6,7 @@ never sits in memory and what a file shows holds live. Heavy imports (torch, mat
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import pandas as pd
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from snapkit.cli.ui import console, frame_table
+from snapkit.cli.ui import DetectorMode, ModeOption, console, frame_table
 from snapkit.detection.events import Event
 from snapkit.errors import SnapkitError
 
@@ -84,9 +85,10 @@ def detect(
         typer.Option(
             "--hop",
             min=0.01,
-            help="Seconds between the starts of analysis windows (default: the detector's, printed at start).",
+            help="Seconds of audio between two runs of the model (default: the detector's, printed at start).",
         ),
     ] = None,
+    mode: ModeOption = DetectorMode.auto,
     chunk_s: Annotated[
         float,
         typer.Option(
@@ -106,11 +108,13 @@ def detect(
 
     bundle = load_model(model)
     rate_hz = bundle.model.sample_rate_hz
-    settings = DetectorSettings() if hop is None else DetectorSettings(hop_s=hop)
+    settings = DetectorSettings(mode=mode.value)  # type: ignore[arg-type]
+    if hop is not None:
+        settings = dataclasses.replace(settings, hop_s=hop)
     detector = Detector(bundle, settings, sample_rate_hz=rate_hz, keep_timeline=plot is not None)
     console.print(
-        f"model {model} ({', '.join(detector.labels)}) at {rate_hz} Hz; "
-        f"windows every {settings.hop_s} s; reading {chunk_s} s at a time",
+        f"model {model} ({', '.join(detector.labels)}) at {rate_hz} Hz; {detector.describe()}; "
+        f"reading {chunk_s} s at a time",
         highlight=False,
         soft_wrap=True,
     )

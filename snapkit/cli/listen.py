@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Group
@@ -17,10 +17,13 @@ from rich.table import Table
 from rich.text import Text
 
 from snapkit.audio.sources import MicrophoneSource
-from snapkit.cli.ui import console, level_bar
+from snapkit.cli.ui import DetectorMode, ModeOption, console, level_bar
 from snapkit.detection.live import LiveStatus, LiveSummary, run_live
 from snapkit.detection.notify import DEFAULT_COOLDOWN_S, ExecNotifier, Notifier, WebhookNotifier
 from snapkit.detection.sinks import ClipSaver, EventLog, EventPrinter, Sink
+
+if TYPE_CHECKING:
+    from snapkit.detection.detector import Detector
 
 PROBABILITY_BAR_WIDTH = 24
 
@@ -69,8 +72,12 @@ def listen(
         float | None, typer.Option("--duration", min=0.0, help="Stop after this many seconds (default: Ctrl-C).")
     ] = None,
     hop: Annotated[
-        float, typer.Option("--hop", min=0.01, help="Seconds between model windows (smaller: sooner, more CPU).")
+        float,
+        typer.Option(
+            "--hop", min=0.01, help="Seconds of audio between two runs of the model (smaller: sooner, more CPU)."
+        ),
     ] = 0.25,
+    mode: ModeOption = DetectorMode.auto,
     threads: Annotated[
         int,
         typer.Option("--threads", min=1, help="CPU threads for the model (raise it if a large model falls behind)."),
@@ -90,7 +97,7 @@ def listen(
     # default pool, listening used 2.3x the CPU of a single thread for the same events (measured on 2 cores).
     torch.set_num_threads(threads)
     bundle = load_model(model)
-    settings = DetectorSettings(hop_s=hop)
+    settings = DetectorSettings(hop_s=hop, mode=mode.value)  # type: ignore[arg-type]
     interactive = console.is_terminal
     with contextlib.ExitStack() as stack:
         # Everything a user can get wrong (log extension, URL, command, device) is checked before listening starts;
@@ -120,7 +127,7 @@ def listen(
             )
             for label in detector.labels
         }
-        _print_settings(model, detector.labels, thresholds, mic, hop, threads, events, save_clips, notifiers)
+        _print_settings(model, detector, thresholds, mic, threads, events, save_clips, notifiers)
         stack.enter_context(mic)
         # Stream second 0 is when the first sample was captured, not when the device was asked to start.
         wall_time = datetime.fromtimestamp(mic.first_sample_wall_time_s()).astimezone()
@@ -148,10 +155,9 @@ def _closing(stack: contextlib.ExitStack, thing: Any) -> Any:
 
 def _print_settings(
     model: Path,
-    labels: tuple[str, ...],
+    detector: Detector,
     thresholds: dict[str, tuple[float, float]],
     mic: MicrophoneSource,
-    hop_s: float,
     threads: int,
     events: Path | None,
     save_clips: Path | None,
@@ -159,9 +165,9 @@ def _print_settings(
 ) -> None:
     classes = ", ".join(f"{label} (on {on:.2f} / off {off:.2f})" for label, (on, off) in thresholds.items())
     lines = [
-        f"Listening with {model}: {len(labels)} class(es): {classes}.",
-        f"Device {mic.device.index} ({mic.device.name}) at {mic.sample_rate_hz} Hz; a model window every {hop_s:g} s "
-        f"on {threads} CPU thread(s).",
+        f"Listening with {model}: {len(detector.labels)} class(es): {classes}.",
+        f"Device {mic.device.index} ({mic.device.name}) at {mic.sample_rate_hz} Hz on {threads} CPU thread(s); "
+        f"{detector.describe()}.",
     ]
     if events is not None:
         lines.append(f"Events are appended to {events}.")

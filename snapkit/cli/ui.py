@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+from enum import Enum
+from typing import Annotated
 
 import pandas as pd
+import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -44,3 +47,21 @@ def frame_table(frame: pd.DataFrame, title: str | None = None, formats: dict[str
                 cells.append(str(value))
         table.add_row(*cells)
     return table
+
+
+class DetectorMode(str, Enum):
+    """``--mode`` of ``detect`` and ``listen`` (see ``DetectorSettings.mode``)."""
+
+    auto = "auto"
+    stream = "stream"
+    window = "window"
+
+
+ModeOption = Annotated[
+    DetectorMode,
+    typer.Option(
+        "--mode",
+        help="stream: each model frame computed once (fast; auto picks it when the model allows); window: a "
+        "clip-length window every hop, overlapping outputs averaged.",
+    ),
+]

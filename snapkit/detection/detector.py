@@ -2,18 +2,31 @@
 
 How it works, and why it does not depend on how the audio was chunked:
 
-1. Windows of ``window_s`` (default: the model's clip length) start every ``hop_s`` on a fixed grid of absolute
-   sample positions (window k covers samples ``[k*hop, k*hop + window)``), and each runs through the model as soon
-   as its last sample has arrived. The model gives per-frame class probabilities ``[frames, classes]``.
-2. Each frame's probability is spread over the cells of a fine timeline (``grid_s``, 10 ms) that the frame spans,
-   and overlapping windows are averaged cell by cell.
-3. A cell is *decided* once the newest window's frames reach ``lookahead_s`` past it; its value is the average of
-   all windows that covered it by then. A larger lookahead averages more windows (steadier, later); the default is
-   a trade-off for live use (delay from a sound's onset to its report is about ``hop_s + lookahead_s``).
+1. The model runs every ``hop_s`` seconds of audio, at fixed absolute sample positions (multiples of the hop), in
+   one of two ways (``mode``):
+
+   - ``"stream"`` (the default wherever the model allows it): the model is run incrementally over the whole
+     stream (:class:`snapkit.models.streaming.StreamingClassifier`): each run computes only the output frames the
+     new audio completed, each frame exactly once and exactly as if the whole stream had gone through the model at
+     once. A frame needs its receptive field's future half first (``lookahead_s`` of the streaming model, 0.14 s
+     for the ConvNet), so a sound's report comes about that plus up to one hop after it.
+   - ``"window"``: windows of ``window_s`` (default: the model's clip length) start every ``hop_s`` (window k
+     covers samples ``[k*hop, k*hop + window)``), each run through the model as soon as its last sample has
+     arrived, so each moment is seen by about ``window_s / hop_s`` windows. Needed for models whose front end
+     normalises each input by its own peak (sfx-cnn9), which cannot stream exactly.
+
+   Either gives per-frame class probabilities ``[frames, classes]``.
+2. Each frame's probability is spread over the cells of a fine timeline (``grid_s``, 10 ms) that the frame spans;
+   in window mode overlapping windows are averaged cell by cell.
+3. A cell is *decided* once its value is final. Streaming frames are final when computed. In window mode a cell is
+   decided once the newest window's frames reach ``lookahead_s`` past it, its value the average of all windows
+   that covered it by then (a larger lookahead averages more windows: steadier, later).
 4. Per class, decided cells drive a hysteresis state machine: an event begins when the probability reaches the
-   class's on-threshold and ends when it has stayed below the off-threshold for ``min_gap_s`` (so events closer than
-   that merge); a rise that falls below the off-threshold before lasting ``min_event_s`` is dropped. A "start"
-   update is sent once an event has lasted ``min_event_s``; its "end" update follows with the final times.
+   class's on-threshold and ends when it has stayed below the off-threshold for ``min_gap_s`` or, if longer, the
+   longest pause inside the class's training clips plus 0.25 s (so events closer than that merge: a smoke alarm's
+   three pulses are one alarm); a rise that falls below the off-threshold before lasting ``min_event_s`` is
+   dropped. A "start" update is sent once an event has lasted ``min_event_s``; its "end" update follows with the
+   final times.
 5. Onset and offset are then placed finer than the model's frames: within ``refine_s`` of the coarse edge, the
    short-time energy (4 ms frames) of the audio, restricted to the class's frequency band when the bundle knows it,
    is searched for the point where it crosses halfway (in dB) between the local floor and the event's peak.
@@ -25,7 +38,9 @@ output and so never an event.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -33,11 +48,14 @@ import torch
 from snapkit.audio.resample import StreamResampler
 from snapkit.detection.events import Event, EventUpdate
 from snapkit.errors import SnapkitError
+from snapkit.models.streaming import StreamingClassifier, streaming_unsupported_reason
 
 # Short-time energy frames used to place onsets and offsets inside a model frame.
 _REFINE_FRAME_S = 0.004
 # Before an event is confirmed (min_event_s), dips below the off threshold longer than this end it.
 _CONFIRM_GAP_S = 0.05
+# Added to the longest pause inside a class's training clips to get its least gap between two events.
+_PAUSE_MARGIN_S = 0.25
 # A rise smaller than this (dB) over the local floor is not trusted to mark an edge; the coarse time is kept.
 _REFINE_MIN_RISE_DB = 6.0
 
@@ -47,7 +65,8 @@ class DetectorSettings:
     """How the detector turns a stream into events. Thresholds default to the bundle's calibrated ones."""
 
     hop_s: float = 0.25
-    window_s: float | None = None
+    mode: Literal["auto", "stream", "window"] = "auto"  # auto: stream when the model can, else window
+    window_s: float | None = None  # window mode only; None: the model's clip length
     lookahead_s: float = 0.1
     min_event_s: float = 0.02
     min_gap_s: float = 0.6
@@ -63,6 +82,8 @@ class DetectorSettings:
         for name in ("hop_s", "grid_s"):
             if getattr(self, name) <= 0:
                 raise SnapkitError(f"Detector setting {name} must be a positive number of seconds.")
+        if self.mode not in ("auto", "stream", "window"):
+            raise SnapkitError(f"Detector setting mode must be 'auto', 'stream' or 'window', not {self.mode!r}.")
         for name in ("lookahead_s", "min_event_s", "min_gap_s", "refine_s", "history_s"):
             if getattr(self, name) < 0:
                 raise SnapkitError(f"Detector setting {name} cannot be negative.")
@@ -109,15 +130,34 @@ class Detector:
         self._grid_n = max(1, round(s.grid_s * rate))
         self._lookahead_n = round(s.lookahead_s * rate)
         self._min_event_cells = max(1, round(s.min_event_s / s.grid_s))
-        self._min_gap_cells = max(1, round(s.min_gap_s / s.grid_s))
+        profiles = self._class_profiles()
+        # Per class: at least min_gap_s, and longer than the pauses inside the class's own training clips (plus
+        # _PAUSE_MARGIN_S, as the model's probability dips for longer than the sound does).
+        self._min_gap_cells = np.array(
+            [
+                max(1, round(max(s.min_gap_s, profiles[c].get("pause_s", 0.0) + _PAUSE_MARGIN_S) / s.grid_s))
+                for c in self.labels
+            ]
+        )
         self._confirm_gap_cells = max(1, round(_CONFIRM_GAP_S / s.grid_s))
         self._on = np.array([s.on_thresholds.get(c, bundle.thresholds[c]["on"]) for c in self.labels])
         self._off = np.array([s.off_thresholds.get(c, bundle.thresholds[c]["off"]) for c in self.labels])
         if np.any(self._off > self._on):
             raise SnapkitError("An off-threshold is above its on-threshold; off must be at most on for each class.")
-        self._frame_cells = self._frame_cell_spans()
-        self._coverage_end_n = self._frame_cells[-1][1]  # where the last frame's span of a window ends
-        self._bands = self._class_bands()
+        reason = streaming_unsupported_reason(model)
+        if s.mode == "stream" and reason is not None:
+            raise SnapkitError(f"This model cannot run in stream mode: {reason}; use the window mode.")
+        self.streaming = s.mode == "stream" or (s.mode == "auto" and reason is None)
+        self._stream = StreamingClassifier(model) if self.streaming else None
+        if not self.streaming:
+            # Channels-last tensors let oneDNN pick faster convolution kernels on CPU (measured 1.4x for sfx-cnn9
+            # windows); a copy, so the caller's model keeps its layout. Same numbers to float rounding.
+            self.model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        if not self.streaming:
+            self._frame_cells = self._frame_cell_spans()
+            self._coverage_end_n = self._frame_cells[-1][1]  # where the last frame's span of a window ends
+        nyquist = self.model_rate_hz / 2
+        self._bands = [tuple(profiles[c].get("band_hz", (50.0, nyquist))) for c in self.labels]
         self._keep_timeline = keep_timeline
         self.reset()
 
@@ -134,6 +174,9 @@ class Detector:
         self._buffer_start = 0
         self._total = 0  # samples received (model rate)
         self._next_window = 0
+        self._processed = 0  # stream mode: samples given to the streaming model
+        if self._stream is not None:
+            self._stream.reset()
         self._acc_start = 0  # absolute cell index of _acc_sum[0]; cells before it are decided
         self._acc_sum = np.zeros((0, len(self.labels)))
         self._acc_count = np.zeros(0)
@@ -142,6 +185,27 @@ class Detector:
         self._latest = np.zeros(len(self.labels))
         self._timeline: list[np.ndarray] = []
         self._flushed = False
+
+    def describe(self) -> str:
+        """One line for a user: how the model runs over the stream."""
+        s = self.settings
+        if self._stream is not None:
+            return (
+                f"streaming: the model runs every {s.hop_s:g} s on the new audio only, each output frame computed "
+                f"once; a moment is decided {self._stream.lookahead_s:.2f} s of audio after it"
+            )
+        why = streaming_unsupported_reason(self.model)
+        return (
+            f"windows of {self._win_n / self.model_rate_hz:g} s every {s.hop_s:g} s, overlapping outputs averaged"
+            + (f" (this model cannot stream: {why})" if why else "")
+        )
+
+    @property
+    def report_lag_s(self) -> float:
+        """Audio the model needs past a moment before deciding it, in seconds (plus up to one hop of waiting)."""
+        if self._stream is not None:
+            return self._stream.lookahead_s
+        return self.settings.lookahead_s
 
     @property
     def position_s(self) -> float:
@@ -167,8 +231,9 @@ class Detector:
         updates = self._ingest(self._resampler(np.zeros(0, np.float32), last=True))
         self._flushed = True
         end = self._total
-        last_start = (self._next_window - 1) * self._hop_n
-        if self._next_window == 0 or last_start + self._win_n < end:
+        if self._stream is not None:
+            updates += self._run_stream(end, final=True)
+        elif self._next_window == 0 or (self._next_window - 1) * self._hop_n + self._win_n < end:
             # The tail after the last full window: one more window ending exactly at the stream's end.
             updates += self._run_window(max(0, end - self._win_n), decide_all=True)
         else:
@@ -209,11 +274,39 @@ class Detector:
             self._buffer_len = need
             self._total += len(samples)
         updates: list[EventUpdate] = []
-        while self._next_window * self._hop_n + self._win_n <= self._total:
-            updates += self._run_window(self._next_window * self._hop_n)
-            self._next_window += 1
+        if self._stream is not None:
+            # One hop at a time, so that what is reported when never depends on how the audio was chunked.
+            while self._processed + self._hop_n <= self._total:
+                updates += self._run_stream(self._processed + self._hop_n, final=False)
+        else:
+            while self._next_window * self._hop_n + self._win_n <= self._total:
+                updates += self._run_window(self._next_window * self._hop_n)
+                self._next_window += 1
         self._trim()
         return updates
+
+    def _run_stream(self, end: int, *, final: bool) -> list[EventUpdate]:
+        """Give the streaming model the audio up to sample ``end``, place the frames it completes, decide them."""
+        assert self._stream is not None
+        first = self._stream.frames_done
+        audio = self._buffer[self._processed - self._buffer_start : end - self._buffer_start]
+        frame_probs = self._stream.push(audio, final=final)
+        self._processed = end
+        spans = [self._stream_frame_span(first + j) for j in range(len(frame_probs))]
+        if final and spans:
+            # The frames stop short of the stream's end by up to one frame: the last one stands for the rest.
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        self._accumulate(spans, frame_probs)
+        if final:
+            return self._decide_until(self._cell_of(end + self._grid_n - 1), end)
+        if not spans:
+            return []
+        return self._decide_until(self._first_cell_from(spans[-1][1]), end)
+
+    def _stream_frame_span(self, j: int) -> tuple[int, int]:
+        """Sample span ``[a, b)`` stream frame ``j`` stands for: halfway to its neighbours' centres."""
+        rate, first, hop = self.model_rate_hz, self.model.first_frame_centre_s, self.model.frame_hop_s
+        return max(0, round((first + (j - 0.5) * hop) * rate)), round((first + (j + 0.5) * hop) * rate)
 
     def _run_window(self, start: int, *, decide_all: bool = False) -> list[EventUpdate]:
         """Score the window starting at sample ``start`` and decide the cells it makes final."""
@@ -225,7 +318,7 @@ class Detector:
             audio = np.pad(audio, (0, self._win_n - len(audio)), mode="wrap" if len(audio) else "constant")
         with torch.inference_mode():
             frame_probs = self.model(torch.from_numpy(np.ascontiguousarray(audio))[None])[0][0].numpy()
-        self._accumulate(start, frame_probs)
+        self._accumulate([(start + a, start + b) for a, b in self._frame_cells], frame_probs)
         if decide_all:
             return self._decide_until(self._cell_of(self._total + self._grid_n - 1), self._total)
         horizon = start + self._coverage_end_n - self._lookahead_n
@@ -245,13 +338,16 @@ class Detector:
     def _cell_of(self, sample: int) -> int:
         return sample // self._grid_n
 
-    def _accumulate(self, start: int, frame_probs: np.ndarray) -> None:
-        """Add one window's frames ``[frames, classes]`` to the cells whose centre falls in each frame's span."""
+    def _first_cell_from(self, sample: int) -> int:
+        """Index of the first cell whose centre ``i*g + g/2`` is at or after ``sample``."""
         g = self._grid_n
-        for (a, b), probs in zip(self._frame_cells, frame_probs, strict=False):
-            # cells i with centre i*g + g/2 in [start+a, start+b)
-            lo = max(self._acc_start, -(-(2 * (start + a) - g) // (2 * g)))
-            hi = -(-(2 * (start + b) - g) // (2 * g))
+        return -(-(2 * sample - g) // (2 * g))
+
+    def _accumulate(self, spans: list[tuple[int, int]], frame_probs: np.ndarray) -> None:
+        """Add frames ``[frames, classes]`` to the cells whose centre falls in each frame's absolute sample span."""
+        for (a, b), probs in zip(spans, frame_probs, strict=False):
+            lo = max(self._acc_start, self._first_cell_from(a))
+            hi = self._first_cell_from(b)
             if hi <= lo:
                 continue
             self._grow(hi)
@@ -312,7 +408,7 @@ class Detector:
                 else:
                     track.pending_total += float(value)
                     track.pending_cells += 1
-                if value < self._off[c] and cell - track.last_above_cell >= self._min_gap_cells:
+                if value < self._off[c] and cell - track.last_above_cell >= self._min_gap_cells[c]:
                     del self._tracks[c]
                     updates += self._close(c, track, track.last_above_cell + 1, audio_end)
                     continue
@@ -349,11 +445,11 @@ class Detector:
 
     # ------------------------------------------------------------------ edge refinement
 
-    def _class_bands(self) -> list[tuple[float, float]]:
+    def _class_profiles(self) -> dict[str, dict]:
+        """Per label, what training measured on its clips (``band_hz``, ``pause_s``; see snapkit.training.profile)."""
         known = getattr(self.bundle, "training", {}) or {}
-        bands = known.get("class_bands_hz", {}) if isinstance(known, dict) else {}
-        nyquist = self.model_rate_hz / 2
-        return [tuple(bands.get(label, (50.0, nyquist))) for label in self.labels]
+        profiles = known.get("class_profiles", {}) if isinstance(known, dict) else {}
+        return {label: dict(profiles.get(label, {})) for label in self.labels}
 
     def _refine(self, c: int, coarse_s: float, *, rising: bool, audio_end: int) -> float:
         """Place an edge near ``coarse_s`` where the class-band energy crosses halfway (dB) from floor to peak."""
@@ -386,8 +482,10 @@ class Detector:
         s, rate = self.settings, self.model_rate_hz
         # Windows to come start at the next grid position; edges still to be refined lie at most min_gap + refine
         # before the first undecided cell; clip requests may reach history_s further back.
-        needed = min(self._next_window * self._hop_n, self._acc_start * self._grid_n)
-        keep_from = max(self._buffer_start, needed - round((s.history_s + s.refine_s + s.min_gap_s) * rate))
+        next_model_input = self._processed if self._stream is not None else self._next_window * self._hop_n
+        needed = min(next_model_input, self._acc_start * self._grid_n)
+        reach_back = round((s.history_s + s.refine_s) * rate) + int(self._min_gap_cells.max()) * self._grid_n
+        keep_from = max(self._buffer_start, needed - reach_back)
         drop = keep_from - self._buffer_start
         if drop > max(self._win_n, self._buffer_len // 2):
             kept = self._buffer_len - drop

@@ -51,13 +51,9 @@ class LogMel(torch.nn.Module):
         if config.hop_length <= 0:
             raise ValueError(f"hop_length must be a positive number of samples, got {config.hop_length}.")
         if config.window not in _WINDOWS:
-            raise ValueError(
-                f"Unsupported window {config.window!r}: use one of {', '.join(sorted(_WINDOWS))}."
-            )
+            raise ValueError(f"Unsupported window {config.window!r}: use one of {', '.join(sorted(_WINDOWS))}.")
         if config.center and config.pad_mode not in _PAD_MODES:
-            raise ValueError(
-                f"Unsupported pad_mode {config.pad_mode!r}: use one of {', '.join(sorted(_PAD_MODES))}."
-            )
+            raise ValueError(f"Unsupported pad_mode {config.pad_mode!r}: use one of {', '.join(sorted(_PAD_MODES))}.")
         if config.compression not in ("db", "log1p"):
             raise ValueError(f"Unknown compression {config.compression!r}: use 'db' or 'log1p'.")
         if config.top_db is not None and config.top_db < 0:
@@ -123,12 +119,10 @@ class LogMel(torch.nn.Module):
         min_samples = self._min_samples()
         if num_samples < min_samples:
             raise ValueError(
-                f"LogMel needs at least {min_samples} samples per waveform with these settings, "
-                f"got {num_samples}."
+                f"LogMel needs at least {min_samples} samples per waveform with these settings, got {num_samples}."
             )
         if waveform.dtype not in (torch.float32, torch.float64):
             waveform = waveform.float()  # torch.stft has no half-precision CPU kernel
-        dtype = waveform.dtype
 
         if cfg.peak_normalize:
             peak = waveform.abs().amax(dim=-1, keepdim=True)
@@ -138,26 +132,35 @@ class LogMel(torch.nn.Module):
             pad = cfg.n_fft // 2
             # F.pad's reflect/replicate modes want a channel dimension: [batch, 1, samples].
             waveform = F.pad(waveform[:, None, :], (pad, pad), mode=_PAD_MODES[cfg.pad_mode])[:, 0, :]
+        out = self.from_padded(waveform)
+        if cfg.compression == "db" and cfg.top_db is not None:
+            # Per example over all its frames and bands, like librosa.power_to_db on one clip.
+            floor = out.amax(dim=(1, 2), keepdim=True) - cfg.top_db / cfg.output_divisor
+            out = torch.maximum(out, floor)
+        return out
+
+    def from_padded(self, padded: torch.Tensor) -> torch.Tensor:
+        """Log-mel frames of already padded (and, if configured, peak-normalised) waveforms, without ``top_db``.
+
+        ``padded`` ``[batch, samples]`` float32/64 -> ``[batch, 1 + (samples - n_fft) // hop_length, mels]``.
+        Frame ``t`` covers ``padded[:, t * hop_length : t * hop_length + n_fft]``; nothing depends on other
+        frames, which is what lets :class:`snapkit.models.streaming.StreamingLogMel` compute a stream in pieces.
+        """
+        cfg = self.config
+        dtype = padded.dtype
         spectrum = torch.stft(
-            waveform,
+            padded,
             n_fft=cfg.n_fft,
             hop_length=cfg.hop_length,
             window=self.window.to(dtype),
-            center=False,  # padding done above, with librosa's pad modes
+            center=False,  # any padding was done by the caller, with librosa's pad modes
             return_complex=True,
         )  # [batch, freqs, frames]
         # For power 2, |X|^2 as re^2 + im^2 is exact: no sqrt round trip.
-        power = (
-            spectrum.real.square() + spectrum.imag.square() if cfg.power == 2.0 else spectrum.abs().pow(cfg.power)
-        )
+        power = spectrum.real.square() + spectrum.imag.square() if cfg.power == 2.0 else spectrum.abs().pow(cfg.power)
         mel = power.transpose(1, 2) @ self.mel_weights.to(dtype)  # [batch, frames, mels]
-
         if cfg.compression == "db":
             out = 10.0 * torch.log10(mel.clamp(min=cfg.amin))
-            if cfg.top_db is not None:
-                # Per example over all its frames and bands, like librosa.power_to_db on one clip.
-                floor = out.amax(dim=(1, 2), keepdim=True) - cfg.top_db
-                out = torch.maximum(out, floor)
         else:
             # log1p keeps full precision for the many quiet bins where log10(1 + x) would round x away.
             out = torch.log1p(cfg.log1p_scale * mel) / math.log(10.0)

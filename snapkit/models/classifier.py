@@ -227,7 +227,11 @@ class SoundClassifier(nn.Module):
         Both are ``[batch, frames, classes]`` with the same frames as the input (nothing here pools time);
         ``att_logits`` is None unless the pooling is ``"attention"``.
         """
-        trunk = features if self.convnet is None else self.convnet(features)
+        return self.head_outputs(features if self.convnet is None else self.convnet(features))
+
+    def head_outputs(self, trunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The heads alone: trunk frames ``[batch, frames, dim]`` (ConvNet output or backbone frames) ->
+        ``(frame_logits, att_logits)`` as :meth:`frame_outputs`. Each frame is treated on its own (eval mode)."""
         if self.input_norm is not None:
             trunk = self.input_norm(trunk.transpose(1, 2)).transpose(1, 2)  # BatchNorm1d wants [batch, dim, frames]
         att_logits = self.att_head(trunk) if self.att_head is not None else None

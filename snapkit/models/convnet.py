@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from snapkit.models.streaming import Pointwise, StreamStage, TimeConv
+
 
 class _Block(nn.Module):
     """k x k (or factorised) conv, GELU, BatchNorm, then max pooling over frequency only.
@@ -87,3 +89,12 @@ class ConvNet(nn.Module):
         x = self.bn0(logmel.transpose(1, 2)).transpose(1, 2)  # BatchNorm1d normalises axis 1: the mel bins
         x = self.blocks(x.unsqueeze(1))  # [batch, channels, frames, bins]
         return x.mean(dim=3).transpose(1, 2)
+
+    def streaming_stages(self) -> list[StreamStage]:
+        """The same network as stream stages on ``[1, 1, frames, n_mels]`` log-mel pieces (eval mode only): the
+        output is ``[1, out_dim, frames, out_bins]`` before the mean over mel bins."""
+        stages: list[StreamStage] = [Pointwise(lambda x: self.bn0(x[:, 0].transpose(1, 2)).transpose(1, 2)[:, None])]
+        for block in self.blocks:
+            stages += [TimeConv(conv) for conv in block.conv]
+            stages.append(Pointwise(lambda x, b=block: b.pool(b.norm(b.act(x)))))
+        return stages

@@ -35,6 +35,7 @@ from snapkit.errors import WeightsError
 from snapkit.features.config import PANNS
 from snapkit.features.frontend import LogMel
 from snapkit.models.backbones import FrameEmbedder, load_checkpoint_file
+from snapkit.models.streaming import Pointwise, StreamStage, TimeConv, TimePool
 
 AUDIOSET_CLASSES = 527
 # Checkpoint entries of the original torchlibrosa front end, which LogMel replaces.
@@ -76,6 +77,16 @@ class ConvBlock(nn.Module):
         x = F.relu(self.bn2(self.conv2(x)))
         return F.avg_pool2d(x, kernel_size=pool_size)
 
+    def streaming_stages(self, pool: int) -> list[StreamStage]:
+        """This block as stream stages (eval mode), with ``pool`` x ``pool`` average pooling."""
+        return [
+            TimeConv(self.conv1),
+            Pointwise(lambda x: F.relu(self.bn1(x))),
+            TimeConv(self.conv2),
+            Pointwise(lambda x: F.relu(self.bn2(x))),
+            *_pool_stages(pool),
+        ]
+
 
 class ConvBlock5x5(nn.Module):
     """One 5x5 convolution (padding 2, no bias), BatchNorm, ReLU, then 2D average pooling (keys ``conv1``, ``bn1``)."""
@@ -91,6 +102,14 @@ class ConvBlock5x5(nn.Module):
         """``[batch, in, time, freq]`` -> ``[batch, out, time // p0, freq // p1]``."""
         x = F.relu(self.bn1(self.conv1(x)))
         return F.avg_pool2d(x, kernel_size=pool_size)
+
+    def streaming_stages(self, pool: int) -> list[StreamStage]:
+        """This block as stream stages (eval mode), with ``pool`` x ``pool`` average pooling."""
+        return [TimeConv(self.conv1), Pointwise(lambda x: F.relu(self.bn1(x))), *_pool_stages(pool)]
+
+
+def _pool_stages(pool: int) -> list[StreamStage]:
+    return [TimePool(lambda x: F.avg_pool2d(x, kernel_size=pool), pool)] if pool > 1 else []
 
 
 class PannsCnn(FrameEmbedder):
@@ -135,6 +154,14 @@ class PannsCnn(FrameEmbedder):
     def num_frames(self, num_samples: int) -> int:
         """Output frames for ``num_samples`` samples: log-mel frames // time downsampling (nested floors)."""
         return self.frontend.num_frames(num_samples) // self.time_downsampling
+
+    def streaming_stages(self) -> list[StreamStage]:
+        """The network as stream stages on ``[1, 1, frames, mels]`` log-mel pieces (eval mode): bn0 and every
+        block; the output is the last block's map, as :meth:`_feature_map` gives for the whole stream."""
+        stages: list[StreamStage] = [Pointwise(lambda x: self.bn0(x.transpose(1, 3)).transpose(1, 3))]
+        for index, pool in enumerate(self.pools, start=1):
+            stages += getattr(self, f"conv_block{index}").streaming_stages(pool)
+        return stages
 
     def _feature_map(self, waveform: torch.Tensor) -> torch.Tensor:
         """Last conv block's output ``[batch, channels, frames_out, mel_bins_out]``."""
