@@ -44,6 +44,7 @@ from snapkit.training.data import (
 )
 from snapkit.training.metrics import calibrate_thresholds, clip_report
 from snapkit.training.module import SoundEventModule
+from snapkit.training.profile import class_profiles
 
 BACKBONE_CHOICES = ("convnet", *BACKBONES)
 
@@ -265,7 +266,9 @@ def run_training(
     model = final.model.eval()
     threshold_dict = {label: t.to_dict() for label, t in thresholds.items()}
     seconds = time.monotonic() - start
+    profiles = class_profiles(clips.waveforms, clips.labels, clips.sample_rate_hz, s.background_label)
     training_info = {
+        "class_profiles": {label: profile.to_dict() for label, profile in profiles.items()},
         "settings": asdict(s),
         "augment": plan.augment.to_dict(),
         "counts": plan.counts,
