@@ -1,0 +1,1 @@
+"""Experiment scripts (a package so tests can import their helpers: ``from experiments.fewshot import ...``)."""
