@@ -38,13 +38,21 @@ def train(
         str | None,
         typer.Option(
             "--pooling",
-            help="Frame-to-clip pooling: max, attention, linear_softmax (default: max convnet, attention heads).",
+            help="Frame-to-clip pooling: max, attention, linear_softmax (default: max; the detector needs it).",
         ),
     ] = None,
     head_hidden: Annotated[
         int, typer.Option("--head-hidden", min=0, help="Hidden units of the head on a frozen backbone (0: linear).")
     ] = 0,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Turn all augmentation off.")] = False,
+    no_estimate: Annotated[
+        bool,
+        typer.Option(
+            "--no-estimate",
+            help="Skip the quality estimate (cross-validation or held-out split): one model on all clips, faster; "
+            "thresholds stay at their defaults.",
+        ),
+    ] = False,
     background_label: Annotated[
         str, typer.Option("--background-label", help="The class that means 'nothing to report'.")
     ] = DEFAULT_BACKGROUND_LABEL,
@@ -73,6 +81,7 @@ def train(
         pooling=pooling,
         head_hidden=head_hidden,
         background_label=background_label,
+        estimate=not no_estimate,
     )
     plan = plan_training(data_dir, out, settings, AugmentConfig(enabled=not no_augment))
     console.print(Panel("\n".join(plan.describe()), title="snapkit train: plan", title_align="left"))
