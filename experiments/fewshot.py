@@ -389,13 +389,16 @@ def train_and_test_snapkit(
     from snapkit.training.train import TrainerOptions, TrainSettings, plan_training, run_training
 
     data = write_episode_folder(episode, work / "data")
+    # The episode's test clips estimate quality here, so by default only the final model is trained.
     settings = TrainSettings(
-        backbone=method.backbone, head_hidden=method.head_hidden, seed=seed, pooling=pooling, clip_s=CLIP_S
+        backbone=method.backbone,
+        head_hidden=method.head_hidden,
+        seed=seed,
+        pooling=pooling,
+        clip_s=CLIP_S,
+        estimate=with_cv,
     )
     plan = plan_training(data, work / "run", settings)
-    if not with_cv:
-        # The test clips estimate quality here, so only the final model is trained (run_training's folds == 0 path).
-        plan = dataclasses.replace(plan, folds=0, estimate="none (few-shot experiment: tested on held-out clips)")
     start = time.perf_counter()
     with private_feature_cache(work / "cache"):
         result = run_training(

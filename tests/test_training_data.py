@@ -421,3 +421,18 @@ def test_feature_dataset_views() -> None:
     assert len(set(picked)) > 2
     repeat = FeatureDataset(views, targets, train=True, seed=1)
     assert picked == [int(repeat[0][0][0, 0]) for _ in range(40)]
+
+
+def test_training_plan_estimate_choices(tmp_path: Path) -> None:
+    """Cross-validation under 10 clips per class, a held-out split above, none when asked; bad shares refused."""
+    from snapkit.errors import SnapkitError
+    from snapkit.synth import make_dataset
+    from snapkit.training.train import TrainSettings, plan_training
+
+    make_dataset(tmp_path / "data", classes=("beep",), clips_per_class=4, background_clips=4, seed=0)
+    assert plan_training(tmp_path / "data", tmp_path / "run", TrainSettings()).folds == 4
+    plan = plan_training(tmp_path / "data", tmp_path / "run", TrainSettings(estimate=False))
+    assert plan.folds == 0 and "none" in plan.estimate
+    assert plan_training(tmp_path / "data", tmp_path / "run", TrainSettings(cv_below_clips=3)).folds == 1
+    with pytest.raises(SnapkitError, match="val_fraction"):
+        TrainSettings(val_fraction=0.0)
