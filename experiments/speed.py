@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -116,6 +117,7 @@ def child_train(backbone: str) -> dict[str, object]:
     from snapkit.training.train import TrainerOptions, TrainSettings, plan_training, run_training
 
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["SNAPKIT_CACHE_DIR"] = str(Path(tmp) / "cache")  # no embeddings cached by earlier runs
         data = Path(tmp) / "data"
         make_dataset(data, classes=TRAIN_CLASSES, clips_per_class=10, background_clips=10, seed=0)
         start = time.perf_counter()

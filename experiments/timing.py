@@ -642,7 +642,7 @@ def run(args: argparse.Namespace) -> None:
         "min_gap_s": args.min_gap_s,
         "background_minutes": args.background_minutes,
         "detector": (
-            f"hop {settings.hop_s:g} s, lookahead {settings.lookahead_s:g} s, min gap {settings.min_gap_s:g} s, "
+            f"{Detector(bundle, settings).describe()}; min gap {settings.min_gap_s:g} s or the class's own pauses, "
             "the bundle's calibrated thresholds"
         ),
         "turned_down": sum(r.turned_down for r in results),

@@ -41,11 +41,20 @@ def _noise(batch: int, seconds: float, sample_rate_hz: int, seed: int = 0) -> to
 
 
 def test_config_round_trips_through_json() -> None:
-    config = ModelConfig(backbone="convnet", labels=LABELS, pooling="max", head_hidden=32, convnet_channels=(4, 8))
+    config = ModelConfig(
+        backbone="convnet",
+        labels=LABELS,
+        pooling="max",
+        head_hidden=32,
+        convnet_channels=(4, 8),
+        convnet_future_frames=1,
+    )
     restored = ModelConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert restored == config
     assert isinstance(restored.labels, tuple) and isinstance(restored.convnet_channels, tuple)
-    assert all(isinstance(v, (str, int, float, bool, list)) for v in config.to_dict().values())
+    assert all(isinstance(v, (str, int, float, bool, list, type(None))) for v in config.to_dict().values())
+    older = {k: v for k, v in config.to_dict().items() if k != "convnet_future_frames"}  # bundles before the setting
+    assert ModelConfig.from_dict(older).convnet_future_frames is None
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,14 @@ from snapkit.models.streaming import StreamingClassifier, StreamingLogMel, strea
 LABELS = ("a", "b", "c")
 
 
-def model_for(backbone: str) -> SoundClassifier:
+def model_for(backbone: str, future_frames: int | None = None) -> SoundClassifier:
     torch.manual_seed(0)
-    config = ModelConfig(backbone=backbone, labels=LABELS, pooling="max" if backbone == "convnet" else "attention")
+    config = ModelConfig(
+        backbone=backbone,
+        labels=LABELS,
+        pooling="max" if backbone == "convnet" else "attention",
+        convnet_future_frames=future_frames,
+    )
     model = SoundClassifier(config, None if backbone == "convnet" else backbone_architecture(backbone)).eval()
     if model.input_norm is not None:  # random but not trivial statistics, so the test sees them used
         model.input_norm.running_mean.uniform_(-0.5, 0.5)
@@ -50,10 +55,10 @@ def whole(model: SoundClassifier, audio: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(audio)[None])[0][0].numpy()
 
 
-@pytest.mark.parametrize("backbone", ["convnet", "panns-cnn6", "panns-cnn10"])
+@pytest.mark.parametrize("backbone", ["convnet", "convnet-future-1", "panns-cnn6", "panns-cnn10"])
 @pytest.mark.parametrize(("seed", "largest"), [(1, 300), (2, 9000), (3, 40_000)])
 def test_streamed_frames_equal_the_whole_stream(backbone: str, seed: int, largest: int) -> None:
-    model = model_for(backbone)
+    model = model_for("convnet", 1) if backbone == "convnet-future-1" else model_for(backbone)
     rng = np.random.default_rng(seed)
     audio = (0.1 * rng.standard_normal(round(4.37 * model.sample_rate_hz))).astype(np.float32)
     expected = whole(model, audio)
@@ -79,9 +84,10 @@ def test_streamed_log_mel_equals_the_whole_stream(config: FrontEndConfig) -> Non
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-5)
 
 
-def test_each_frame_needs_exactly_its_lookahead() -> None:
+@pytest.mark.parametrize("future_frames", [None, 1, 0])
+def test_each_frame_needs_exactly_its_lookahead(future_frames: int | None) -> None:
     """Changing audio after a frame's centre + lookahead_s leaves it alone; changing it just before does not."""
-    model = model_for("convnet")
+    model = model_for("convnet", future_frames)
     streamer = StreamingClassifier(model)
     rate = model.sample_rate_hz
     audio = (0.1 * np.random.default_rng(6).standard_normal(2 * rate)).astype(np.float32)

@@ -73,7 +73,9 @@ class SoundClassifier(nn.Module):
             if backbone is not None:
                 raise ValueError("The ConvNet model takes no backbone; pass backbone=None.")
             self.logmel = LogMel(SNAPKIT)
-            self.convnet = ConvNet(SNAPKIT.n_mels, config.convnet_channels, config.convnet_kernel)
+            self.convnet = ConvNet(
+                SNAPKIT.n_mels, config.convnet_channels, config.convnet_kernel, config.convnet_future_frames
+            )
             trunk_dim = self.convnet.out_dim
             self._time_stride = 1
         else:

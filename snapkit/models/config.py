@@ -28,6 +28,9 @@ class ModelConfig:
             otherwise).
         convnet_channels: Output channels of each ConvNet block (ConvNet only).
         convnet_kernel: Odd kernel size of the ConvNet's convolutions, in frames and mel bins (ConvNet only).
+        convnet_future_frames: How many future frames each ConvNet block's time convolution sees (the rest of its
+            kernel looks back); None: half the kernel, symmetric. Fewer future frames let the streaming detector
+            decide sooner (ConvNet only).
     """
 
     backbone: str
@@ -39,6 +42,7 @@ class ModelConfig:
     dropout: float = 0.1
     convnet_channels: tuple[int, ...] = (8, 16, 32, 64)
     convnet_kernel: int = 7
+    convnet_future_frames: int | None = None
 
     def __post_init__(self) -> None:
         # Lists (from JSON or a caller) become tuples, so the config stays hashable and compares equal.
@@ -91,6 +95,9 @@ class ModelConfig:
         ):
             # An odd kernel pads equally on both sides, so output frame k stays centred on input frame k.
             raise ValueError(f"convnet_kernel must be an odd positive size, got {self.convnet_kernel!r}.")
+        future = self.convnet_future_frames
+        if future is not None and (isinstance(future, bool) or not 0 <= future < self.convnet_kernel):
+            raise ValueError(f"convnet_future_frames must be between 0 and convnet_kernel - 1, got {future!r}.")
 
     @property
     def n_classes(self) -> int:

@@ -13,12 +13,16 @@ with two changes:
   29 k parameters instead of 132 k for full 7x7 kernels at 8-16-32-64, and about 4x less compute; both matter
   when it learns from 5-20 clips per class and runs on a laptop CPU.
 
-Receptive field in time: ``1 + blocks * (kernel - 1)`` frames (25 frames = 0.25 s with the defaults).
+Receptive field in time: ``1 + blocks * (kernel - 1)`` frames (25 frames = 0.25 s with the defaults). With
+``future_frames`` each block's time convolution sees that many frames ahead and ``kernel - 1 - future_frames``
+behind (zero padding split that way), so the network needs only ``blocks * future_frames`` frames of the future:
+what the streaming detector must wait for before deciding a moment.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from snapkit.models.streaming import Pointwise, StreamStage, TimeConv
@@ -30,25 +34,31 @@ class _Block(nn.Module):
     ``[batch, c_in, frames, bins]`` -> ``[batch, c_out, frames, bins // pool]``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, pool_freq: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, pool_freq: int, future: int) -> None:
         super().__init__()
         pad = kernel // 2
         convs: list[nn.Module]
+        # Time padding is done in forward(): (past, future) frames, which need not be equal.
         if in_channels == 1:
-            convs = [nn.Conv2d(1, out_channels, kernel, padding=pad)]
+            convs = [nn.Conv2d(1, out_channels, kernel, padding=(0, pad))]
         else:
             convs = [
                 # No bias on the first: the second conv's bias follows immediately.
                 nn.Conv2d(in_channels, in_channels, (1, kernel), padding=(0, pad), bias=False),
-                nn.Conv2d(in_channels, out_channels, (kernel, 1), padding=(pad, 0)),
+                nn.Conv2d(in_channels, out_channels, (kernel, 1), padding=(0, 0)),
             ]
         self.conv = nn.Sequential(*convs)
+        self.time_pad = (kernel - 1 - future, future)
         self.act = nn.GELU()
         self.norm = nn.BatchNorm2d(out_channels)
         self.pool = nn.MaxPool2d((1, pool_freq)) if pool_freq > 1 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.norm(self.act(self.conv(x))))
+        for conv in self.conv:
+            if conv.kernel_size[0] > 1:
+                x = F.pad(x, (0, 0, *self.time_pad))  # zeros before and after in time
+            x = conv(x)
+        return self.pool(self.norm(self.act(x)))
 
 
 class ConvNet(nn.Module):
@@ -62,14 +72,24 @@ class ConvNet(nn.Module):
         n_mels: Mel bins of the input.
         channels: Output channels of each block.
         kernel: Odd kernel size, in frames and in mel bins.
+        future_frames: Frames ahead each block's time convolution sees; None: ``kernel // 2`` (symmetric).
     """
 
-    def __init__(self, n_mels: int, channels: tuple[int, ...] = (8, 16, 32, 64), kernel: int = 7) -> None:
+    def __init__(
+        self,
+        n_mels: int,
+        channels: tuple[int, ...] = (8, 16, 32, 64),
+        kernel: int = 7,
+        future_frames: int | None = None,
+    ) -> None:
         super().__init__()
         if kernel < 1 or kernel % 2 == 0:
             raise ValueError(f"kernel must be an odd positive size, got {kernel}.")
         if not channels:
             raise ValueError("channels must name at least one block.")
+        future = kernel // 2 if future_frames is None else future_frames
+        if not 0 <= future < kernel:
+            raise ValueError(f"future_frames must be between 0 and kernel - 1, got {future_frames}.")
         self.n_mels = n_mels
         self.out_dim = channels[-1]
         self.bn0 = nn.BatchNorm1d(n_mels)
@@ -77,7 +97,7 @@ class ConvNet(nn.Module):
         bins, in_channels = n_mels, 1
         for out_channels in channels:
             pool = 2 if bins >= 2 else 1
-            blocks.append(_Block(in_channels, out_channels, kernel, pool))
+            blocks.append(_Block(in_channels, out_channels, kernel, pool, future))
             bins, in_channels = bins // pool, out_channels
         self.blocks = nn.Sequential(*blocks)
         self.out_bins = bins
@@ -95,6 +115,6 @@ class ConvNet(nn.Module):
         output is ``[1, out_dim, frames, out_bins]`` before the mean over mel bins."""
         stages: list[StreamStage] = [Pointwise(lambda x: self.bn0(x[:, 0].transpose(1, 2)).transpose(1, 2)[:, None])]
         for block in self.blocks:
-            stages += [TimeConv(conv) for conv in block.conv]
+            stages += [TimeConv(conv, block.time_pad if conv.kernel_size[0] > 1 else (0, 0)) for conv in block.conv]
             stages.append(Pointwise(lambda x, b=block: b.pool(b.norm(b.act(x)))))
         return stages

@@ -51,29 +51,34 @@ class Pointwise(StreamStage):
 
 
 class TimeConv(StreamStage):
-    """A ``Conv2d`` with "same" zero padding in time, streamed: it keeps the last ``kernel - 1`` input frames.
+    """A ``Conv2d`` with zero padding in time, streamed: it keeps the last ``kernel - 1`` input frames.
 
-    The stream starts with ``padding`` zero frames (the whole-input forward's left padding) and the final call
-    appends ``padding`` more (its right padding), so output frame ``t`` is the whole-input forward's frame ``t``.
-    Padding along frequency is applied by the convolution as usual.
+    ``time_pad`` is the (past, future) zero padding of the whole-input forward; None takes the conv's own
+    symmetric time padding ("same"). The stream starts with ``past`` zero frames and the final call appends
+    ``future`` more, so output frame ``t`` is the whole-input forward's frame ``t``. Padding along frequency is
+    applied by the convolution as usual.
     """
 
-    def __init__(self, conv: nn.Conv2d) -> None:
+    def __init__(self, conv: nn.Conv2d, time_pad: tuple[int, int] | None = None) -> None:
         if not isinstance(conv.padding, tuple) or conv.padding_mode != "zeros":
             raise ValueError("TimeConv needs a Conv2d with numeric zero padding.")
-        kernel, pad = conv.kernel_size[0], conv.padding[0]
-        if conv.stride[0] != 1 or conv.dilation[0] != 1 or 2 * pad != kernel - 1:
-            raise ValueError("TimeConv needs stride 1, dilation 1 and 'same' padding along time.")
+        kernel = conv.kernel_size[0]
+        past, future = (conv.padding[0], conv.padding[0]) if time_pad is None else time_pad
+        if time_pad is not None and conv.padding[0] != 0:
+            raise ValueError("With time_pad given, the Conv2d itself must not pad in time.")
+        if conv.stride[0] != 1 or conv.dilation[0] != 1 or past + future != kernel - 1:
+            raise ValueError("TimeConv needs stride 1, dilation 1 and padding that keeps the number of frames.")
         self.conv = conv
         self.kernel = kernel
-        self.pad = pad
+        self.past = past
+        self.pad = future  # frames of the future each output needs
         self.held: Tensor | None = None
 
     def __call__(self, x: Tensor | None, final: bool) -> Tensor | None:
         parts = [] if self.held is None else [self.held]
         if x is not None:
             if self.held is None:  # first frames of the stream: the left zero padding goes in front
-                parts.append(x.new_zeros(*x.shape[:2], self.pad, x.shape[3]))
+                parts.append(x.new_zeros(*x.shape[:2], self.past, x.shape[3]))
             parts.append(x)
         if not parts:
             return None

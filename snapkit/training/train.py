@@ -67,6 +67,11 @@ class TrainSettings:
     val_fraction: float = 0.2
     background_label: str = DEFAULT_BACKGROUND_LABEL
     estimate: bool = True  # False: no cross-validation or held-out split, one model on all clips
+    # ConvNet only: future frames each block sees (None: symmetric, 3 for the 7-frame kernel); see
+    # ModelConfig.convnet_future_frames. 1 lets the streaming detector decide 0.056 s after a moment instead of
+    # 0.136 s, and scored better: planted-event streams (3 classes x 12 clips, 6-20 dB SNR) event F1 0.923 vs 0.912,
+    # precision 0.973 vs 0.936, onset-to-report delay median 0.271 vs 0.297 s, 90th percentile 0.363 vs 0.397 s.
+    convnet_future_frames: int | None = 1
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:
@@ -223,6 +228,7 @@ def run_training(
         clip_s=s.clip_s,
         pooling=s.effective_pooling,
         head_hidden=s.head_hidden,
+        convnet_future_frames=s.convnet_future_frames if not s.is_head else None,
     )
     template = SoundClassifier(config, backbone)
     rate = template.sample_rate_hz
