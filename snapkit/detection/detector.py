@@ -27,7 +27,8 @@ How it works, and why it does not depend on how the audio was chunked:
    three pulses are one alarm); a rise that falls below the off-threshold before lasting ``min_event_s`` is
    dropped. A "start" update is sent once an event has lasted ``min_event_s``; its "end" update follows with the
    final times.
-5. Onset and offset are then placed finer than the model's frames: within ``refine_s`` of the coarse edge, the
+5. Onset and offset are then placed finer than the model's frames: within ``refine_s`` (at least one model frame)
+   of the coarse edge, the
    short-time energy (4 ms frames) of the audio, restricted to the class's frequency band when the bundle knows it,
    is searched for the point where it crosses halfway (in dB) between the local floor and the event's peak.
 
@@ -129,6 +130,8 @@ class Detector:
         self._hop_n = max(1, round(s.hop_s * rate))
         self._grid_n = max(1, round(s.grid_s * rate))
         self._lookahead_n = round(s.lookahead_s * rate)
+        # A coarse edge can be a whole model frame off (0.19 s for sfx-cnn9): search at least that far for the real one.
+        self._refine_s = max(s.refine_s, float(model.frame_hop_s))
         self._min_event_cells = max(1, round(s.min_event_s / s.grid_s))
         profiles = self._class_profiles()
         # Per class: at least min_gap_s, and longer than the pauses inside the class's own training clips (plus
@@ -457,8 +460,8 @@ class Detector:
         if not s.refine:
             return coarse_s
         rate = self.model_rate_hz
-        a = max(self._buffer_start, round((coarse_s - s.refine_s) * rate))
-        b = min(audio_end, round((coarse_s + s.refine_s) * rate))
+        a = max(self._buffer_start, round((coarse_s - self._refine_s) * rate))
+        b = min(audio_end, round((coarse_s + self._refine_s) * rate))
         frame = max(8, round(_REFINE_FRAME_S * rate))
         if b - a < 4 * frame:
             return coarse_s
@@ -484,7 +487,7 @@ class Detector:
         # before the first undecided cell; clip requests may reach history_s further back.
         next_model_input = self._processed if self._stream is not None else self._next_window * self._hop_n
         needed = min(next_model_input, self._acc_start * self._grid_n)
-        reach_back = round((s.history_s + s.refine_s) * rate) + int(self._min_gap_cells.max()) * self._grid_n
+        reach_back = round((s.history_s + self._refine_s) * rate) + int(self._min_gap_cells.max()) * self._grid_n
         keep_from = max(self._buffer_start, needed - reach_back)
         drop = keep_from - self._buffer_start
         if drop > max(self._win_n, self._buffer_len // 2):
