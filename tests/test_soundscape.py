@@ -11,9 +11,8 @@ import pytest
 import soundfile as sf
 
 from snapkit import synth
-from snapkit.audio.levels import active_power
+from snapkit.audio.levels import GROUND_TRUTH_FRAME_S, active_power
 from snapkit.detection.soundscape import (
-    GROUND_TRUTH_FRAME_S,
     MAX_PEAK,
     SoundClip,
     event_span,

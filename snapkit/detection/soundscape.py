@@ -42,22 +42,12 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from numpy.lib.stride_tricks import sliding_window_view
 
-from snapkit.audio.levels import ACTIVE_FLOOR_DB, active_power
+from snapkit.audio.levels import active_power
+from snapkit.audio.levels import sound_span as event_span
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
 from snapkit.detection.events import Event
 from snapkit.errors import DatasetError, SnapkitError
-
-# Ground truth: frames this far apart, and how far above the clip's noise a frame must rise to count as sound.
-GROUND_TRUTH_FRAME_S = 0.005
-NOISE_MARGIN_DB = 6.0
-# A sound too weak for that margin still has the frames within this many dB of its loudest.
-SAME_SOUND_DB = 3.0
-# The clip's noise, per frequency and overall, is this percentile over its frames: right while the sound fills
-# less than about 80 % of the clip (a 1.5 s alarm in a 2 s clip), and on generated clips of every synth class at
-# 5-25 dB it put onsets within 6 ms of the truth where the 10th percentile let a few offsets drift by 0.2 s.
-NOISE_FLOOR_PERCENTILE = 20.0
 
 DEFAULT_EVENTS_PER_MINUTE = 10.0
 DEFAULT_MIN_GAP_S = 1.0
@@ -99,63 +89,6 @@ class PlacedEvent:
     def to_event(self) -> Event:
         """The reference :class:`Event` for scoring (scores 1.0)."""
         return Event(self.label, self.onset_s, self.offset_s, peak_score=1.0, mean_score=1.0)
-
-
-def _whitened_envelope(audio: np.ndarray, sample_rate_hz: int, hop_s: float) -> tuple[np.ndarray, int]:
-    """How far each short frame of ``audio`` ``[samples]`` rises above the clip's own noise, across frequency ->
-    (``[frames]``, hop in samples).
-
-    Frames of ``2 * hop_s`` (Hann window) every ``hop_s``; each frequency bin's power is divided by that bin's
-    ``NOISE_FLOOR_PERCENTILE``-th percentile over the clip (the noise there), and the ratios are averaged over bins.
-    Per-bin normalisation is what makes this work on real rooms: the plain frame power of a recording is dominated
-    by low rumble and hum, whose 5 ms power swings by more than a quiet sound adds, so a short snap in a room could
-    not be told from the room. Averaged over some 80 bins, noise frames stay within about 1 dB of each other.
-    """
-    hop = max(1, round(hop_s * int(sample_rate_hz)))
-    window = 2 * hop
-    x = np.asarray(audio, dtype=np.float64)
-    if len(x) < window:
-        x = np.pad(x, (0, window - len(x)))
-    frames = sliding_window_view(x, window)[::hop] * np.hanning(window)  # [frames, window]
-    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2  # [frames, bins]
-    floor = np.percentile(power, NOISE_FLOOR_PERCENTILE, axis=0)  # [bins]
-    # Bins of digital silence (a trimmed file) would divide by zero; their ratio stays tiny instead.
-    floor = np.maximum(floor, float(power.max()) * 1e-12 + np.finfo(np.float64).tiny)
-    return np.mean(power / floor, axis=1), hop
-
-
-def event_span(
-    audio: np.ndarray,
-    sample_rate_hz: int,
-    *,
-    frame_s: float = GROUND_TRUTH_FRAME_S,
-    floor_db: float = ACTIVE_FLOOR_DB,
-    margin_db: float = NOISE_MARGIN_DB,
-) -> tuple[int, int]:
-    """Samples ``[start, end)`` of the sound in a clip ``[samples]``: from its first to its last active frame.
-
-    Frames are ``frame_s`` apart and measured against the clip's own noise, frequency by frequency
-    (:func:`_whitened_envelope`). A frame is active when it is within ``-floor_db`` dB of the loudest frame and at
-    least ``margin_db`` dB above the clip's quiet frames (their ``NOISE_FLOOR_PERCENTILE``-th percentile); a
-    sound too weak for that margin (or one that fills its clip, so that it is its own floor) still gets the frames
-    within ``SAME_SOUND_DB`` of its loudest. The noise estimates hold while the sound fills less than about
-    ``100 - NOISE_FLOOR_PERCENTILE`` % of the clip. Start and end are exact to about half a frame.
-
-    Raises:
-        ValueError: ``audio`` is silent or empty (it holds no sound to find).
-    """
-    envelope, hop = _whitened_envelope(audio, sample_rate_hz, frame_s)
-    top = float(envelope.max())
-    if top <= 0:
-        raise ValueError("The clip is silent, so it holds no sound to place.")
-    quiet = float(np.percentile(envelope, NOISE_FLOOR_PERCENTILE))
-    threshold = max(top * 10 ** (floor_db / 10), quiet * 10 ** (margin_db / 10))
-    threshold = min(threshold, top * 10 ** (-SAME_SOUND_DB / 10))
-    active = np.flatnonzero(envelope >= threshold)
-    # Frame k spans samples [k·hop, k·hop + 2·hop); the hop at its centre is the time it stands for.
-    start = 0 if active[0] == 0 else int(active[0] * hop + hop // 2)
-    end = len(audio) if active[-1] == len(envelope) - 1 else int((active[-1] + 1) * hop + hop // 2)
-    return start, min(end, len(audio))
 
 
 def split_for_soundscapes(labels: Sequence[str], held_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

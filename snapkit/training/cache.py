@@ -37,7 +37,7 @@ from snapkit.training.data import ClipSet, progress_bar
 
 CACHE_DIR_ENV = "SNAPKIT_CACHE_DIR"
 # Bump when what a cached file holds changes meaning, so old files are never read as new ones.
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: augmentation places sounds by their noise-relative span
 _READ_CHUNK_BYTES = 1 << 20
 
 FeaturesFn = Callable[[torch.Tensor], torch.Tensor]
