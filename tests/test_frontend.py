@@ -60,9 +60,7 @@ def make_signals(sample_rate_hz: int, seed: int = 0) -> dict[str, np.ndarray]:
 def panns_reference(y: np.ndarray) -> np.ndarray:
     """PANNs (audioset_tagging_cnn models.py + torchlibrosa Spectrogram/LogmelFilterBank) -> [frames, 64]."""
     # torchlibrosa Spectrogram(power=2.0) -> [freqs, frames]
-    stft = librosa.stft(
-        y, n_fft=1024, hop_length=320, win_length=1024, window="hann", center=True, pad_mode="reflect"
-    )
+    stft = librosa.stft(y, n_fft=1024, hop_length=320, win_length=1024, window="hann", center=True, pad_mode="reflect")
     spec = np.abs(stft) ** 2
     # LogmelFilterBank.melW -> [freqs, mels]
     mel_w = librosa.filters.mel(sr=32000, n_fft=1024, n_mels=64, fmin=50, fmax=14000).T

@@ -144,6 +144,4 @@ def get_preset(name: str) -> FrontEndConfig:
     except KeyError:
         from snapkit.errors import SnapkitError
 
-        raise SnapkitError(
-            f"Unknown front-end preset {name!r}: choose one of {', '.join(sorted(PRESETS))}."
-        ) from None
+        raise SnapkitError(f"Unknown front-end preset {name!r}: choose one of {', '.join(sorted(PRESETS))}.") from None

@@ -66,9 +66,7 @@ def mel_filterbank(
     if fmax_hz is None:
         fmax_hz = sample_rate_hz / 2.0
     if not 0.0 <= fmin_hz < fmax_hz:
-        raise ValueError(
-            f"Mel filters need 0 <= fmin_hz < fmax_hz, got fmin_hz={fmin_hz}, fmax_hz={fmax_hz}."
-        )
+        raise ValueError(f"Mel filters need 0 <= fmin_hz < fmax_hz, got fmin_hz={fmin_hz}, fmax_hz={fmax_hz}.")
     f64 = torch.float64
     fft_hz = torch.linspace(0.0, sample_rate_hz / 2.0, n_fft // 2 + 1, dtype=f64)
     mel_edges = torch.linspace(
