@@ -1,7 +1,7 @@
 """Speed, memory and stamina: real-time factor per backbone, onset-to-report delay, training time, a long run.
 
     python experiments/speed.py                      # everything, with a 10-minute stamina run
-    python experiments/speed.py --stamina-hours 24   # the full day (about 15 minutes of wall time for the ConvNet)
+    python experiments/speed.py --stamina-hours 24   # the full day (about 30 minutes of wall time for the ConvNet)
     python experiments/speed.py --models runs/demo/convnet/model.snapkit runs/head/model.snapkit --backbones
 
 Real-time factor = processing seconds / audio seconds on ONE torch thread at the default hop (0.25 s), fed in 0.1 s

@@ -59,6 +59,20 @@ def active_power(audio: np.ndarray, sample_rate_hz: int, *, floor_db: float = AC
     return float(powers[active].mean()) if active.any() else 0.0
 
 
+def band_energy_db(audio: np.ndarray, sample_rate_hz: int, frame: int, band_hz: tuple[float, float]) -> np.ndarray:
+    """Energy in dB of consecutive ``frame``-sample Hann-windowed frames of ``audio`` ``[samples]``, counting only
+    the frequencies in ``band_hz`` (all of them if the band holds no FFT bin) -> ``[len(audio) // frame]``."""
+    n = len(audio) // frame
+    frames = audio[: n * frame].reshape(n, frame) * np.hanning(frame)
+    spectrum = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    freqs = np.fft.rfftfreq(frame, 1 / sample_rate_hz)
+    lo, hi = band_hz
+    mask = (freqs >= lo) & (freqs <= hi)
+    if not mask.any():
+        mask[:] = True
+    return 10 * np.log10(spectrum[:, mask].sum(axis=1) + 1e-12)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Where the sound is in a clip
 

@@ -46,6 +46,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from snapkit.audio.levels import band_energy_db
 from snapkit.audio.resample import StreamResampler
 from snapkit.detection.events import Event, EventUpdate
 from snapkit.errors import SnapkitError
@@ -147,16 +148,17 @@ class Detector:
         self._off = np.array([s.off_thresholds.get(c, bundle.thresholds[c]["off"]) for c in self.labels])
         if np.any(self._off > self._on):
             raise SnapkitError("An off-threshold is above its on-threshold; off must be at most on for each class.")
-        reason = streaming_unsupported_reason(model)
-        if s.mode == "stream" and reason is not None:
-            raise SnapkitError(f"This model cannot run in stream mode: {reason}; use the window mode.")
-        self.streaming = s.mode == "stream" or (s.mode == "auto" and reason is None)
+        self._cannot_stream = streaming_unsupported_reason(model)
+        if s.mode == "stream" and self._cannot_stream is not None:
+            raise SnapkitError(
+                f"This model cannot run in stream mode: {self._cannot_stream}; use the window mode (--mode window)."
+            )
+        self.streaming = s.mode == "stream" or (s.mode == "auto" and self._cannot_stream is None)
         self._stream = StreamingClassifier(model) if self.streaming else None
         if not self.streaming:
             # Channels-last tensors let oneDNN pick faster convolution kernels on CPU (measured 1.4x for sfx-cnn9
             # windows); a copy, so the caller's model keeps its layout. Same numbers to float rounding.
             self.model = copy.deepcopy(model).to(memory_format=torch.channels_last)
-        if not self.streaming:
             self._frame_cells = self._frame_cell_spans()
             self._coverage_end_n = self._frame_cells[-1][1]  # where the last frame's span of a window ends
         nyquist = self.model_rate_hz / 2
@@ -197,18 +199,11 @@ class Detector:
                 f"streaming: the model runs every {s.hop_s:g} s on the new audio only, each output frame computed "
                 f"once; a moment is decided {self._stream.lookahead_s:.2f} s of audio after it"
             )
-        why = streaming_unsupported_reason(self.model)
+        why = self._cannot_stream
         return (
             f"windows of {self._win_n / self.model_rate_hz:g} s every {s.hop_s:g} s, overlapping outputs averaged"
             + (f" (this model cannot stream: {why})" if why else "")
         )
-
-    @property
-    def report_lag_s(self) -> float:
-        """Audio the model needs past a moment before deciding it, in seconds (plus up to one hop of waiting)."""
-        if self._stream is not None:
-            return self._stream.lookahead_s
-        return self.settings.lookahead_s
 
     @property
     def position_s(self) -> float:
@@ -466,7 +461,7 @@ class Detector:
         if b - a < 4 * frame:
             return coarse_s
         audio = self._buffer[a - self._buffer_start : b - self._buffer_start]
-        energy = _band_energy_db(audio, rate, frame, self._bands[c])
+        energy = band_energy_db(audio, rate, frame, self._bands[c])
         floor, peak = np.percentile(energy, 10), energy.max()
         if peak - floor < _REFINE_MIN_RISE_DB:
             return coarse_s
@@ -495,16 +490,3 @@ class Detector:
             self._buffer[:kept] = self._buffer[drop : self._buffer_len]  # numpy copies overlapping slices safely
             self._buffer_len = kept
             self._buffer_start = keep_from
-
-
-def _band_energy_db(audio: np.ndarray, rate: int, frame: int, band_hz: tuple[float, float]) -> np.ndarray:
-    """Energy in dB of consecutive ``frame``-sample frames of ``audio``, counting only ``band_hz``."""
-    n = len(audio) // frame
-    frames = audio[: n * frame].reshape(n, frame) * np.hanning(frame)
-    spectrum = np.abs(np.fft.rfft(frames, axis=1)) ** 2
-    freqs = np.fft.rfftfreq(frame, 1 / rate)
-    lo, hi = band_hz
-    mask = (freqs >= lo) & (freqs <= hi)
-    if not mask.any():
-        mask[:] = True
-    return 10 * np.log10(spectrum[:, mask].sum(axis=1) + 1e-12)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from snapkit.features.config import FrontEndConfig
 from snapkit.features.frontend import LogMel
 
 Tensor = torch.Tensor
@@ -71,7 +72,7 @@ class TimeConv(StreamStage):
         self.conv = conv
         self.kernel = kernel
         self.past = past
-        self.pad = future  # frames of the future each output needs
+        self.future = future  # frames of the future each output needs
         self.held: Tensor | None = None
 
     def __call__(self, x: Tensor | None, final: bool) -> Tensor | None:
@@ -83,7 +84,7 @@ class TimeConv(StreamStage):
         if not parts:
             return None
         if final:
-            parts.append(parts[-1].new_zeros(*parts[-1].shape[:2], self.pad, parts[-1].shape[3]))
+            parts.append(parts[-1].new_zeros(*parts[-1].shape[:2], self.future, parts[-1].shape[3]))
         buffer = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
         self.held = buffer[:, :, max(0, buffer.shape[2] - (self.kernel - 1)) :]
         if buffer.shape[2] < self.kernel:
@@ -128,6 +129,25 @@ def streaming_unsupported_reason(model: nn.Module) -> str | None:
     if not hasattr(trunk, "streaming_stages"):
         return f"the {type(trunk).__name__} network has no streaming form"
     return None
+
+
+def lookahead_s(stages: Sequence[StreamStage], frontend: FrontEndConfig) -> float:
+    """Audio a streamed network needs past an output frame's centre before it can compute that frame, in seconds.
+
+    Walking the stages: a time convolution needs ``future`` more input frames at the current time stride, a pooling
+    of ``k`` frames needs ``k - 1`` more and multiplies the stride by ``k``. An output frame is centred
+    ``(stride - 1) / 2`` log-mel frames after its first one, and each log-mel frame needs ``n_fft / 2`` samples past
+    its centre (``n_fft`` without centring).
+    """
+    stride, reach = 1, 0
+    for stage in stages:
+        if isinstance(stage, TimeConv):
+            reach += stage.future * stride
+        elif isinstance(stage, TimePool):
+            reach += (stage.frames - 1) * stride
+            stride *= stage.frames
+    stft_reach_s = (frontend.n_fft // 2 if frontend.center else frontend.n_fft) / frontend.sample_rate_hz
+    return (reach - (stride - 1) / 2) * frontend.hop_s + stft_reach_s
 
 
 class StreamingLogMel:
@@ -201,26 +221,8 @@ class StreamingClassifier:
         self._trunk = trunk
         self._logmel = model.logmel if model.backbone is None else model.backbone.frontend
         self.reset()
-
-    @property
-    def lookahead_s(self) -> float:
-        """Audio needed past an output frame's centre before that frame can be computed, in seconds.
-
-        Walking the stages: a time convolution needs ``pad`` more input frames at the current time stride, a
-        pooling of ``k`` frames needs ``k - 1`` more and multiplies the stride by ``k``. An output frame is centred
-        ``(stride - 1) / 2`` log-mel frames after its first one, and each log-mel frame needs ``n_fft / 2`` samples
-        past its centre.
-        """
-        stride, reach = 1, 0
-        for stage in self._trunk.streaming_stages():
-            if isinstance(stage, TimeConv):
-                reach += stage.pad * stride
-            elif isinstance(stage, TimePool):
-                reach += (stage.frames - 1) * stride
-                stride *= stage.frames
-        cfg = self._logmel.config
-        stft_reach_s = (cfg.n_fft // 2 if cfg.center else cfg.n_fft) / cfg.sample_rate_hz
-        return (reach - (stride - 1) / 2) * cfg.hop_s + stft_reach_s
+        self.lookahead_s = lookahead_s(self._stages, self._logmel.config)
+        """Audio needed past an output frame's centre before that frame can be computed, in seconds."""
 
     def reset(self) -> None:
         """Start a new stream."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from snapkit.audio.levels import active_frames
+from snapkit.audio.levels import active_frames, band_energy_db
 
 # Spectra of 32 ms Hann frames; "active" frames are within 20 dB of a clip's loudest (as audio.levels does).
 _FRAME_S = 0.032
@@ -111,15 +111,9 @@ def _longest_pause(clip: np.ndarray, sample_rate_hz: int, band_hz: tuple[float, 
     mostly outside the band, so pauses show even at low SNR.
     """
     n = max(16, round(0.010 * sample_rate_hz))
-    frames = len(clip) // n
-    if frames < 3:
+    if len(clip) // n < 3:
         return 0.0
-    x = np.asarray(clip[: frames * n], dtype=np.float64).reshape(frames, n) * np.hanning(n)
-    freqs = np.fft.rfftfreq(n, 1 / sample_rate_hz)
-    in_band = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
-    if not in_band.any():
-        in_band[:] = True
-    energy_db = 10 * np.log10((np.abs(np.fft.rfft(x, axis=1)) ** 2)[:, in_band].sum(axis=1) + 1e-12)
+    energy_db = band_energy_db(np.asarray(clip, dtype=np.float64), sample_rate_hz, n, band_hz)
     floor, peak = np.percentile(energy_db, 10), energy_db.max()
     if peak - floor < 2 * _EXCESS_DB:
         return 0.0  # no clear sound over the noise: nothing to measure
