@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from snapkit.audio.levels import DEFAULT_ACTIVITY_DB, MIN_ACTIVE_S
 from snapkit.cli.ui import console, frame_table
 from snapkit.dataset.importer import import_files
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
@@ -71,9 +72,23 @@ def import_(
     silence_threshold: Annotated[
         float, typer.Option("--silence-threshold", help="Skip clips whose peak is below this level in dBFS.")
     ] = DEFAULT_SILENCE_THRESHOLD_DBFS,
-    keep_silent: Annotated[bool, typer.Option("--keep-silent", help="Keep silent stretches too.")] = False,
+    activity_db: Annotated[
+        float,
+        typer.Option(
+            "--activity-db",
+            min=0.0,
+            help=f"dB above the file's own noise floor that {MIN_ACTIVE_S * 1000:.0f} ms of a clip must reach to "
+            "count as that sound; clips of room tone only are skipped (0 keeps them).",
+        ),
+    ] = DEFAULT_ACTIVITY_DB,
+    keep_silent: Annotated[
+        bool, typer.Option("--keep-silent", help="Keep every stretch, silent or room tone only.")
+    ] = False,
+    background_label: Annotated[
+        str, typer.Option("--background-label", help="The class that means 'nothing to report'; kept whole.")
+    ] = DEFAULT_BACKGROUND_LABEL,
 ) -> None:
-    """Cut longer recordings into clips of a class, skipping silent stretches."""
+    """Cut longer recordings into clips of a class, skipping silent and room-tone-only stretches."""
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -94,13 +109,34 @@ def import_(
             seconds=seconds,
             hop_s=hop,
             silence_threshold_dbfs=silence_threshold,
+            activity_db=activity_db,
             keep_silent=keep_silent,
+            background_label=background_label,
             on_file=advance,
+        )
+    skipped = (
+        "; every stretch kept (" + ("background is room tone" if label == background_label else "--keep-silent") + ")"
+    )
+    if report.silence_checked:
+        skipped = f"; skipped {report.silent_skipped} silent stretch(es) (peak below {silence_threshold:g} dBFS)"
+    if report.room_tone_checked:
+        skipped += (
+            f" and {report.room_tone_skipped} of room tone only (nothing {activity_db:g} dB above the file's own "
+            "noise floor)"
         )
     console.print(
         f"Imported {len(report.written)} clip(s) of {seconds:g} s into {data_dir / label}/ "
-        f"from {len(files) - len(report.failed)} file(s); skipped {report.silent_skipped} silent stretch(es)."
+        f"from {len(files) - len(report.failed)} file(s){skipped}.",
+        highlight=False,
     )
+    for path in report.steady_files:
+        console.print(
+            f"  [yellow]note[/]: {path} has no stretch {activity_db:g} dB above its own noise floor (one steady "
+            f"sound, or room tone throughout), so all of it was kept; if it is room tone, import it with "
+            f"--label {background_label}.",
+            highlight=False,
+            soft_wrap=True,
+        )
     for reason in report.failed.values():
         console.print(f"  [red]skipped[/] {reason}", highlight=False, soft_wrap=True)
     if report.failed and not report.written:
