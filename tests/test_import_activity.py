@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from snapkit.audio.levels import peak_dbfs
+from snapkit.audio.levels import holds_sound, peak_dbfs
 from snapkit.dataset.importer import import_files
 from snapkit.dataset.scan import find_problems, scan_dataset
 from tests.conftest import run_cli, skip_or_fail
@@ -62,6 +62,26 @@ def test_import_keeps_the_knocks_and_drops_the_room(tmp_path: Path) -> None:
     assert starts_s(report.written) == KNOCK_WINDOWS_S
     assert report.room_tone_skipped == 19 - len(KNOCK_WINDOWS_S) and report.silent_skipped == 0
     assert report.steady_files == []
+
+
+def test_a_sound_is_30_ms_above_the_floor_or_one_loud_click() -> None:
+    quiet = np.zeros(200)
+    assert not holds_sound(quiet)
+    assert holds_sound(np.r_[quiet, 9.0, 9.0, 9.0])  # 30 ms at 8+ dB
+    assert not holds_sound(np.r_[quiet, 9.0, 9.0])  # 20 ms is not enough...
+    assert holds_sound(np.r_[quiet, 12.0])  # ...unless one frame is 4 dB higher: a snap fills a frame or two
+    assert not holds_sound(np.r_[quiet, 12.0], activity_db=10.0)
+    assert not holds_sound(np.zeros(0))
+
+
+def test_a_single_snap_in_the_room_is_kept(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    audio = room_tone(rng, 10.0)
+    audio[round(4.5 * RATE) : round(4.5 * RATE) + 80] += 0.2 * rng.standard_normal(80).astype(np.float32)  # 5 ms
+    wav = tmp_path / "snap.wav"
+    sf.write(wav, audio, RATE, subtype="PCM_16")
+    report = import_files([wav], tmp_path / "data", "snap", seconds=2.0, hop_s=1.0)
+    assert starts_s(report.written) == {3, 4}
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from snapkit.audio.levels import DEFAULT_ACTIVITY_DB, MIN_ACTIVE_S
+from snapkit.audio.levels import CLICK_EXTRA_DB, DEFAULT_ACTIVITY_DB, MIN_ACTIVE_S
 from snapkit.cli.ui import console, frame_table
 from snapkit.dataset.importer import import_files
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
@@ -77,8 +77,8 @@ def import_(
         typer.Option(
             "--activity-db",
             min=0.0,
-            help=f"dB above the file's own noise floor that {MIN_ACTIVE_S * 1000:.0f} ms of a clip must reach to "
-            "count as that sound; clips of room tone only are skipped (0 keeps them).",
+            help=f"dB above the file's own noise floor that {MIN_ACTIVE_S * 1000:.0f} ms of a clip (or a click, "
+            f"{CLICK_EXTRA_DB:g} dB more) must reach to count as that sound; room tone only is skipped (0 keeps it).",
         ),
     ] = DEFAULT_ACTIVITY_DB,
     keep_silent: Annotated[

@@ -9,14 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from snapkit.audio.io import load_audio
-from snapkit.audio.levels import (
-    ACTIVITY_HOP_S,
-    DEFAULT_ACTIVITY_DB,
-    MIN_ACTIVE_S,
-    active_seconds,
-    peak_dbfs,
-    rise_above_floor_db,
-)
+from snapkit.audio.levels import ACTIVITY_HOP_S, DEFAULT_ACTIVITY_DB, holds_sound, peak_dbfs, rise_above_floor_db
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL, validate_label
 from snapkit.dataset.store import save_clip
 from snapkit.errors import SnapkitError
@@ -67,10 +60,11 @@ def import_files(
     """Cut each file into clips of ``seconds`` every ``hop_s`` and save them in ``data_dir/label/``.
 
     Clips keep the file's own sample rate and are named after the file and the start time. Unless ``keep_silent``,
-    a window is skipped when its peak is below ``silence_threshold_dbfs`` (silent), or when fewer than
-    ``MIN_ACTIVE_S`` of it rise ``activity_db`` above the file's own noise floor (room tone only: a recording of
-    knocks holds more room than knocks). A file with no such stretch anywhere is one steady sound (a fridge) or
-    room tone throughout; the two cannot be told apart, so it is kept whole and listed in ``steady_files``.
+    a window is skipped when its peak is below ``silence_threshold_dbfs`` (silent), or when nothing in it rises
+    ``activity_db`` above the file's own noise floor (room tone only: a recording of knocks holds more room than
+    knocks; see :func:`snapkit.audio.levels.holds_sound`). A file with no such stretch anywhere is one steady
+    sound (a fridge) or room tone throughout; the two cannot be told apart, so it is kept whole and listed in
+    ``steady_files``.
     ``activity_db <= 0`` skips that test. The ``background_label`` class is kept whole, as ``snapkit record`` keeps
     it: it is room tone by nature, and a quiet room's peaks may well be below the silence threshold.
     A file that cannot be read is reported in ``failed`` and the others still import. ``on_file(path,
@@ -114,15 +108,15 @@ def import_files(
 def _windows_with_sound(
     audio: np.ndarray, sample_rate_hz: int, starts: list[int], clip_samples: int, activity_db: float
 ) -> list[int]:
-    """The ``starts`` (samples) whose window of ``clip_samples`` holds at least ``MIN_ACTIVE_S`` of frames
-    ``activity_db`` above the noise floor of the whole recording ``audio`` ``[samples]``."""
+    """The ``starts`` (samples) whose window of ``clip_samples`` holds a sound ``activity_db`` above the noise floor
+    of the whole recording ``audio`` ``[samples]``."""
     rise_db = rise_above_floor_db(audio, sample_rate_hz, hop_s=ACTIVITY_HOP_S)
     hop = max(1, round(ACTIVITY_HOP_S * sample_rate_hz))
     centres = (np.arange(len(rise_db)) + 1) * hop  # frame k spans [k·hop, k·hop + 2·hop)
     kept = []
     for start in starts:
         lo, hi = np.searchsorted(centres, [start, start + clip_samples])
-        if active_seconds(rise_db[lo:hi], activity_db, ACTIVITY_HOP_S) >= MIN_ACTIVE_S:
+        if holds_sound(rise_db[lo:hi], activity_db, ACTIVITY_HOP_S):
             kept.append(start)
     return kept
 

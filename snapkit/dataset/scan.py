@@ -9,14 +9,7 @@ import numpy as np
 import pandas as pd
 
 from snapkit.audio.io import is_audio_path, load_audio
-from snapkit.audio.levels import (
-    DEFAULT_ACTIVITY_DB,
-    MIN_ACTIVE_S,
-    active_seconds,
-    peak_dbfs,
-    rise_above_floor_db,
-    rms_dbfs,
-)
+from snapkit.audio.levels import DEFAULT_ACTIVITY_DB, holds_sound, peak_dbfs, rise_above_floor_db, rms_dbfs
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
 from snapkit.errors import DatasetError, SnapkitError
 
@@ -32,8 +25,8 @@ LOUDNESS_SPREAD_DB = 20.0
 # sounding clips, not all its clips, set its level, so the rule holds however many room-tone clips it has; the
 # background class catches quiet sounds (a drawer barely above a running tap) whose room tone is not 10 dB below.
 # Measured with experiments/import_activity.py on clips cut from real sounds with room tone between them: the
-# first test alone flagged 156 of the 184 steady room-tone clips, both tests all 184 (and 5 of 269 clips holding a
-# faint sound); over the 2070 real kitchen and street clips as they are, 31 were flagged (6 dB instead of 10: 60).
+# first test alone flagged 150 of the 181 steady room-tone clips, both tests all 181 (and 5 of 269 clips holding a
+# faint sound); over the 2070 real kitchen and street clips as they are, 32 were flagged (6 dB instead of 10: 61).
 BACKGROUND_LIKE_DB = 10.0
 BACKGROUND_MATCH_DB = 3.0
 # Shorter clips have too few frames to tell their noise floor from their sound.
@@ -46,8 +39,9 @@ LOW_RATE_RATIO = 0.5
 class Clip:
     """One file of the dataset; ``error`` is set (and the numbers are NaN) when it cannot be read.
 
-    ``active_s`` is how many seconds of it rise ``DEFAULT_ACTIVITY_DB`` above its own noise floor (NaN for clips
-    shorter than ``MIN_FLOOR_S``): near 0 for room tone and for steady sounds alike.
+    ``has_sound`` says whether anything in it rises ``DEFAULT_ACTIVITY_DB`` above its own noise floor
+    (:func:`snapkit.audio.levels.holds_sound`; None for clips shorter than ``MIN_FLOOR_S``): False for room tone
+    and for steady sounds alike.
     """
 
     path: Path
@@ -56,7 +50,7 @@ class Clip:
     duration_s: float = float("nan")
     peak_dbfs: float = float("nan")
     rms_dbfs: float = float("nan")
-    active_s: float = float("nan")
+    has_sound: bool | None = None
     error: str | None = None
 
 
@@ -86,8 +80,8 @@ class Dataset:
         return [c for c in self.clips if c.error is None]
 
     def to_frame(self) -> pd.DataFrame:
-        """One row a clip: path, label, sample_rate_hz, duration_s, peak_dbfs, rms_dbfs, active_s, error."""
-        columns = ["path", "label", "sample_rate_hz", "duration_s", "peak_dbfs", "rms_dbfs", "active_s", "error"]
+        """One row a clip: path, label, sample_rate_hz, duration_s, peak_dbfs, rms_dbfs, has_sound, error."""
+        columns = ["path", "label", "sample_rate_hz", "duration_s", "peak_dbfs", "rms_dbfs", "has_sound", "error"]
         return pd.DataFrame([c.__dict__ for c in self.clips], columns=columns)
 
     def summary(self) -> pd.DataFrame:
@@ -142,14 +136,8 @@ def _read_clip(path: Path, label: str) -> Clip:
         duration_s=len(audio) / rate,
         peak_dbfs=peak_dbfs(audio),
         rms_dbfs=rms_dbfs(audio),
-        active_s=_active_s(audio, rate),
+        has_sound=None if len(audio) < MIN_FLOOR_S * rate else holds_sound(rise_above_floor_db(audio, rate)),
     )
-
-
-def _active_s(audio: np.ndarray, sample_rate_hz: int) -> float:
-    if len(audio) < MIN_FLOOR_S * sample_rate_hz:
-        return float("nan")
-    return active_seconds(rise_above_floor_db(audio, sample_rate_hz), DEFAULT_ACTIVITY_DB)
 
 
 def find_problems(dataset: Dataset, silence_threshold_dbfs: float = DEFAULT_SILENCE_THRESHOLD_DBFS) -> list[Problem]:
@@ -217,13 +205,13 @@ def _background_like(dataset: Dataset, skip: set[Path]) -> list[Problem]:
     for label in dataset.labels:
         if label == dataset.background_label:
             continue
-        clips = [c for c in dataset.readable if c.label == label and not np.isnan(c.active_s)]
-        sounding = [c.rms_dbfs for c in clips if c.active_s >= MIN_ACTIVE_S]
+        clips = [c for c in dataset.readable if c.label == label]
+        sounding = [c.rms_dbfs for c in clips if c.has_sound]
         sounding_dbfs = float(np.median(sounding)) if sounding else -np.inf
         quiet = [
             c.path.name
             for c in clips
-            if c.active_s < MIN_ACTIVE_S
+            if c.has_sound is False
             and c.path not in skip
             and (c.rms_dbfs < sounding_dbfs - BACKGROUND_LIKE_DB or c.rms_dbfs <= background_dbfs + BACKGROUND_MATCH_DB)
         ]
