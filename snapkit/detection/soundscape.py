@@ -64,11 +64,16 @@ _KEY_BED, _KEY_LABELS, _KEY_CLIPS, _KEY_SNR, _KEY_TIMES = range(5)
 @dataclass(frozen=True, eq=False)
 class SoundClip:
     """A recording to plant (a target sound) or to lay the bed with (background): mono float ``audio``
-    ``[samples]`` at the soundscape's rate, its ``label``, and a ``name`` (e.g. its file) for reports."""
+    ``[samples]`` at the soundscape's rate, its ``label``, and a ``name`` (e.g. its file) for reports.
+
+    ``span_n`` (samples ``[start, end)``) sets where the sound is when the caller knows better than the clip's
+    envelope (:func:`event_span`), e.g. a weakly labelled clip whose sound fills it, so that it has no quiet part to
+    measure its noise against; None: found from the envelope."""
 
     audio: np.ndarray
     label: str
     name: str = ""
+    span_n: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -414,13 +419,20 @@ def make_soundscape(
     for index in sorted(set(chosen)):
         name = targets[index].name or f"a clip of class {targets[index].label!r}"
         audio = target_audio[index]
+        given = targets[index].span_n
+        if given is not None and not 0 <= given[0] < given[1] <= len(audio):
+            raise SnapkitError(
+                f"{name} is given the span {given}; give samples [start, end) within its {len(audio)} samples."
+            )
         try:
-            spans[index] = event_span(audio, rate)
+            spans[index] = event_span(audio, rate) if given is None else (int(given[0]), int(given[1]))
         except ValueError:
             raise SnapkitError(
                 f"{name} is silent, so it has no sound to plant; delete it or record it again."
             ) from None
         powers[index] = active_power(audio[slice(*spans[index])], rate)
+        if not powers[index] > 0:
+            raise SnapkitError(f"{name} is silent over its given span {given}; give a span that holds its sound.")
 
     gap_n = round(min_gap_s * rate)
     margin_n = (gap_n + 1) // 2
