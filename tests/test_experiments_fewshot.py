@@ -117,3 +117,35 @@ def test_paired_differences_use_the_same_episodes() -> None:
     # differences 0.1 and 0.2: mean 0.15
     assert row["method"] == "new" and row["episodes"] == 2
     assert row["difference"] == pytest.approx(0.15)
+
+
+def test_read_set_and_group_split_keep_each_source_on_one_side(tmp_path: Path) -> None:
+    from experiments.realsets import by_label, read_set, split_by_group
+
+    rows = ["file,label,source_id,near_silent"]
+    for label in ("a", "b"):
+        for source in range(4):
+            for take in range(3):
+                rows.append(f"{label}/{source}-{take}.flac,{label},{source},{int(source == 3 and take == 2)}")
+    (tmp_path / "metadata.csv").write_text("\n".join(rows) + "\n")
+    clips = read_set(tmp_path)
+    assert len(clips) == 22  # the two flagged near-silent rows are left out
+    groups = by_label(clips)
+    for shots in (1, 2, 3):
+        train, test = split_by_group(groups["a"], shots, np.random.default_rng(7))
+        assert len(train) == shots
+        assert not {c.group for c in train} & {c.group for c in test}
+        assert test
+    one, _ = split_by_group(groups["a"], 1, np.random.default_rng(7))
+    three, _ = split_by_group(groups["a"], 3, np.random.default_rng(7))
+    assert one[0] == three[0] and len({c.group for c in three}) == 3  # nested, and one source per clip
+
+
+def test_sample_episode_with_groups_never_tests_a_trained_source() -> None:
+    clips = {label: [Path(f"{label}/{s}-{t}.wav") for s in range(5) for t in range(3)] for label in ("a", "b", "c")}
+    groups = {p: p.name.split("-")[0] for paths in clips.values() for p in paths}
+    episode = sample_episode(clips, 2, index=0, seed=0, groups=groups)
+    for label in episode.classes:
+        trained = {groups[p] for p in episode.train[label]}
+        assert len(trained) == 2
+        assert not trained & {groups[p] for p in episode.test[label]}
