@@ -18,21 +18,19 @@ Methods, per backbone whose pretrained weights resolve offline (others are skipp
   * the snapkit ConvNet trained from scratch (backbone ``convnet``);
   * every head ``snapkit train`` offers on a frozen backbone: the linear head (``--head-hidden 0``) and the MLP
     head (one hidden layer, ``--mlp-hidden`` units), with the library's default pooling unless ``--pooling``;
-  * two plain baselines on the backbone's clip embedding (``embed()`` of the clean 2 s loudest window, computed
-    once per clip): logistic regression on standardised embeddings (sklearn, C = 1), and nearest class mean
-    (Euclidean distance to each class's mean of the standardised embeddings; the scaler is fitted on the episode's
-    training clips only).
+  * two plain baselines on the backbone's clip embedding (``embed()`` of the whole clip, computed once per clip):
+    logistic regression on standardised embeddings (sklearn, C = 1), and nearest class mean (Euclidean distance to
+    each class's mean of the standardised embeddings; the scaler is fitted on the episode's training clips only).
 
 snapkit models are trained through the library (``plan_training`` + ``run_training``) on a temporary class folder
-of symlinks to the episode's training clips, with snapkit's own augmentation and default epochs. ``snapkit train``
-would first cross-validate (under 10 clips a class) to estimate quality and calibrate thresholds; here the test
-clips do the estimating, so by default the plan is set to train the final model only (``TrainPlan.folds = 0``, the
-path ``run_training`` takes for single-clip classes) and the bundle keeps the default 0.5 thresholds. ``--with-cv``
-keeps the library's cross-validation and calibrated thresholds instead (what a user gets; several times slower).
-Test clips are scored with ``clip_probabilities`` and labelled with ``decide`` of the loaded bundle (the class
-that clears its threshold by most, else background), as ``snapkit predict`` does. Each run gets a private feature
-cache (``SNAPKIT_CACHE_DIR``), so no cached augmented view made in one episode (which can have another episode's
-test background mixed in) is reused in another, and head times include embedding their views.
+of symlinks to the episode's training clips, with snapkit's defaults: what ``snapkit train`` gives a user,
+cross-validation (under 10 clips a class), calibrated thresholds and its printed estimate included (``--no-cv``
+trains the final model only, faster, with default thresholds). ``--clip-s`` and ``--no-augment`` change the
+training clip length and switch augmentation off, for experiments. Test clips are scored with
+``clip_probabilities`` and labelled with ``decide`` of the loaded bundle, as ``snapkit predict`` does. Each run
+gets a private feature cache (``SNAPKIT_CACHE_DIR``), so no cached augmented view made in one episode (which can
+have another episode's test background mixed in) is reused in another, and head times include embedding their
+views. Real-recording sets (a folder with ``metadata.csv``) are split by source recording (``--group-column``).
 
 Statistics: per method and K, accuracy and macro F1 (over the outcomes present in the test clips, as
 ``snapkit evaluate``) are averaged over episodes with a 95 % Student-t interval (mean +- t * sd / sqrt(episodes)).
@@ -409,11 +407,14 @@ def train_and_test_snapkit(
     pooling: str | None,
     with_cv: bool,
     audio: ClipAudio,
+    clip_s: float | None = None,
+    augment: bool = True,
 ) -> tuple[list[str], float, float | None]:
     """Train ``method`` on the episode through the library: ``(predicted labels of the test clips, train s, the
     accuracy estimate training printed or None)``."""
     from snapkit.models.bundle import load_model
     from snapkit.models.predict import clip_probabilities, decide
+    from snapkit.training.augment import AugmentConfig
     from snapkit.training.train import TrainerOptions, TrainSettings, plan_training, run_training
 
     data = write_episode_folder(episode, work / "data")
@@ -423,10 +424,10 @@ def train_and_test_snapkit(
         head_hidden=method.head_hidden,
         seed=seed,
         pooling=pooling,
-        clip_s=CLIP_S,
+        clip_s=clip_s,
         estimate=with_cv,
     )
-    plan = plan_training(data, work / "run", settings)
+    plan = plan_training(data, work / "run", settings, AugmentConfig(enabled=augment))
     start = time.perf_counter()
     with private_feature_cache(work / "cache"):
         result = run_training(
@@ -511,6 +512,8 @@ def run_all(
                         pooling=args.pooling,
                         with_cv=args.with_cv,
                         audio=audio,
+                        clip_s=args.clip_s,
+                        augment=args.augment,
                     )
                     shutil.rmtree(work, ignore_errors=True)  # a head's bundle and checkpoints carry the backbone
                 else:
@@ -747,6 +750,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         dest="with_cv",
         action="store_false",
         help="train the final model only, with default thresholds (faster; not what `snapkit train` gives a user)",
+    )
+    parser.add_argument(
+        "--clip-s", type=float, default=None, help="training clip length of snapkit models, s (default: the library's)"
+    )
+    parser.add_argument(
+        "--no-augment", dest="augment", action="store_false", help="train snapkit models without augmentation"
     )
     parser.add_argument(
         "--quick",

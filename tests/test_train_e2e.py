@@ -154,3 +154,25 @@ def test_awkward_but_trainable_dataset_warns_and_trains(tmp_path: Path) -> None:
     out = " ".join(result.stdout.split())
     assert "warning" in out and "broken.wav" in out and "background" in out
     assert (tmp_path / "run" / "model.snapkit").exists()
+
+
+def test_a_convnet_that_learns_nothing_says_so_and_logs_plain_progress(tmp_path: Path) -> None:
+    """Two 'sounds' and a background that are all the same white noise: nothing to learn, so the run must say the
+    model is near chance and point to sfx-cnn9; its output is a pipe, so progress comes as plain lines."""
+    data = tmp_path / "data"
+    rng = np.random.default_rng(7)
+    for label in ("hiss", "fizz", "background"):
+        (data / label).mkdir(parents=True)
+        for i in range(10):
+            sf.write(data / label / f"{i}.wav", rng.standard_normal(16_000).astype(np.float32) * 0.1, 16_000)
+    out = tmp_path / "run"
+    result = run_cli("train", str(data), "--out", str(out), "--epochs", "2", "--max-minutes", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = " ".join(result.stdout.split())
+    assert "time: about" in text and "limit 2 min (--max-minutes)" in text  # the estimate, before training
+    assert "training epoch 1/2 loss" in text and "training epoch 2/2 loss" in text and "elapsed 0:" in text
+    assert "warning: The model learnt little" in text and "--backbone sfx-cnn9" in text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["chance"]["near_chance"] is True and metrics["warnings"], metrics
+    assert metrics["time"]["estimated_s"] > 0 and not metrics["time"]["stopped_early"]
+    assert (out / "model.snapkit").exists()  # asked for, so still written, but never silently

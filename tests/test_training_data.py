@@ -436,3 +436,35 @@ def test_training_plan_estimate_choices(tmp_path: Path) -> None:
     assert plan_training(tmp_path / "data", tmp_path / "run", TrainSettings(cv_below_clips=3)).folds == 1
     with pytest.raises(SnapkitError, match="val_fraction"):
         TrainSettings(val_fraction=0.0)
+
+
+def test_generated_noise_is_mixed_only_when_allowed() -> None:
+    """Without background clips, mix_generated_noise=False leaves a view unmixed (heads); True mixes noise."""
+    clip = snap_clip(np.random.default_rng(1), seconds=CLIP_S, at_s=0.2)
+    for allowed in (True, False):
+        cfg = AugmentConfig(time_shift=False, gain_db=(0.0, 0.0), mix_background_prob=1.0, mix_generated_noise=allowed)
+        out = augment_waveform(clip, np.random.default_rng(0), cfg, CLIP_SAMPLES, [], sample_rate_hz=RATE)
+        assert np.allclose(out, clip) is not allowed
+    # A recorded background clip is still mixed when generated noise is off.
+    other = (0.05 * np.sin(2 * np.pi * 300 * np.arange(CLIP_SAMPLES) / RATE)).astype(np.float32)
+    cfg = AugmentConfig(time_shift=False, gain_db=(0.0, 0.0), mix_background_prob=1.0, mix_generated_noise=False)
+    out = augment_waveform(clip, np.random.default_rng(0), cfg, CLIP_SAMPLES, [other], sample_rate_hz=RATE)
+    assert np.std(out - clip) > 1e-4
+    assert "mix_generated_noise" in cfg.view_settings() and "mix_generated_noise" not in AugmentConfig().view_settings()
+
+
+def test_a_head_trains_on_clips_as_long_as_the_users_and_never_on_generated_noise(tmp_path: Path) -> None:
+    from snapkit.training.train import TrainSettings, auto_clip_s, plan_training
+
+    assert auto_clip_s(False, [5.0, 5.0]) == 2.0  # the ConvNet keeps its 2 s window
+    assert auto_clip_s(True, [5.0, 4.9, 5.0]) == 5.0
+    assert auto_clip_s(True, [0.3, 0.5]) == 2.0 and auto_clip_s(True, [40.0]) == 10.0
+    assert auto_clip_s(True, [3.2, 3.3, 3.4]) == 3.5
+    make_data(tmp_path / "data", {"snap": 3, "tap": 3, "background": 2}, seconds=3.0)
+    head = plan_training(tmp_path / "data", tmp_path / "run", TrainSettings(backbone="sfx-cnn9"), measure_speed=False)
+    assert head.settings.clip_s == 3.0 and not head.augment.mix_generated_noise
+    assert "3 s clips" in "\n".join(head.describe())
+    convnet = plan_training(tmp_path / "data", tmp_path / "run", TrainSettings(), measure_speed=False)
+    assert convnet.settings.clip_s == 2.0 and convnet.augment.mix_generated_noise
+    given = plan_training(tmp_path / "data", tmp_path / "run", TrainSettings(backbone="sfx-cnn9", clip_s=1.5))
+    assert given.settings.clip_s == 1.5

@@ -27,13 +27,36 @@ def train(
         Path | None, typer.Option("--out", "-o", help="Run folder (default: runs/<date-time>-<backbone>).")
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option("--epochs", min=1, help="Training epochs (default: 60 ConvNet, 30 heads).")
+        int | None,
+        typer.Option(
+            "--epochs",
+            min=1,
+            help="Training epochs of one view per clip (heads: 16); default: 30 for heads, and for the ConvNet a "
+            "budget of views that grows with the clips, within bounds (the plan shows it).",
+        ),
     ] = None,
+    max_minutes: Annotated[
+        float,
+        typer.Option(
+            "--max-minutes",
+            min=0.0,
+            help="Time limit of the whole run in minutes (every fold and the final model); the plan fits the "
+            "ConvNet's training into it and training stops there. 0: no limit.",
+        ),
+    ] = 5.0,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same data + seed gives the same model.")] = 0,
     weights: Annotated[
         Path | None, typer.Option("--weights", help="Pretrained backbone weights file, for offline use.")
     ] = None,
-    clip_seconds: Annotated[float, typer.Option("--clip-seconds", min=0.2, help="Training window, in seconds.")] = 2.0,
+    clip_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--clip-seconds",
+            min=0.2,
+            help="Training window, in seconds (default: 2 for the ConvNet; for a head, the median length of your "
+            "sound clips within 2-10 s).",
+        ),
+    ] = None,
     pooling: Annotated[
         str | None,
         typer.Option(
@@ -82,6 +105,7 @@ def train(
         head_hidden=head_hidden,
         background_label=background_label,
         estimate=not no_estimate,
+        max_minutes=max_minutes or None,
     )
     plan = plan_training(data_dir, out, settings, AugmentConfig(enabled=not no_augment))
     console.print(Panel("\n".join(plan.describe()), title="snapkit train: plan", title_align="left"))
@@ -103,6 +127,8 @@ def train(
         )
         raise typer.Exit(130) from None
     print_report(result.report, result.thresholds)
+    for note in result.warnings:
+        console.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
     console.print(f"\nTrained in {result.seconds:.1f} s.")
     console.print(f"model:       {result.bundle_path}")
     console.print(f"metrics:     {result.metrics_path}")

@@ -3,7 +3,7 @@
 The file is a ``torch.save`` of a plain dict::
 
     format           "snapkit-model"
-    format_version   1
+    format_version   2 (1: before the clip head; still read)
     snapkit_version  the snapkit version that wrote it, e.g. "0.1.0"
     model_config     ModelConfig.to_dict()
     frontend_config  FrontEndConfig.to_dict() of the front end the model uses (checked on load)
@@ -37,7 +37,7 @@ from snapkit.models.classifier import SoundClassifier, backbone_architecture
 from snapkit.models.config import CONVNET, ModelConfig
 
 FORMAT = "snapkit-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULT_ON_THRESHOLD = 0.5
 DEFAULT_OFF_THRESHOLD = 0.35
 

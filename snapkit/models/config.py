@@ -31,6 +31,10 @@ class ModelConfig:
         convnet_future_frames: How many future frames each ConvNet block's time convolution sees (the rest of its
             kernel looks back); None: half the kernel, symmetric. Fewer future frames let the streaming detector
             decide sooner (ConvNet only).
+        clip_head: Also learn a clip classifier on the whole input's pooled features (max and standard deviation
+            over time): a softmax over the target classes and background, which ``snapkit predict``/``evaluate``
+            use to say which sound a clip holds. False in bundles written before it existed (format 1): they
+            decide from pooled frame probabilities and thresholds.
     """
 
     backbone: str
@@ -43,6 +47,7 @@ class ModelConfig:
     convnet_channels: tuple[int, ...] = (8, 16, 32, 64)
     convnet_kernel: int = 7
     convnet_future_frames: int | None = None
+    clip_head: bool = False
 
     def __post_init__(self) -> None:
         # Lists (from JSON or a caller) become tuples, so the config stays hashable and compares equal.

@@ -10,8 +10,11 @@ import torch
 
 from snapkit.audio.io import load_audio
 from snapkit.models.bundle import ModelBundle
+from snapkit.models.classifier import SoundClassifier, clip_softmax
+from snapkit.training.augment import fit_to_length
 
-# Files longer than a clip are scored in clip-length windows overlapping by half; a sound anywhere counts.
+# Files longer than the model's clip are scored in clip-long windows overlapping by half, as the model was
+# trained; a sound anywhere counts. (A head's clip is as long as the user's clips, see train.auto_clip_s.)
 WINDOW_OVERLAP = 0.5
 
 
@@ -25,29 +28,61 @@ class FilePrediction:
         return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
 
 
-def clip_probabilities(bundle: ModelBundle, audio: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Probabilities ``[classes]`` for ``audio`` ``[samples]`` at the model's rate: max over clip windows."""
-    model = bundle.model
-    clip = round(bundle.config.clip_s * model.sample_rate_hz)
-    if len(audio) <= clip:
-        windows = [np.pad(audio, (0, clip - len(audio)))]
-    else:
-        hop = max(1, round(clip * (1 - WINDOW_OVERLAP)))
-        starts = list(range(0, len(audio) - clip + 1, hop))
-        if starts[-1] + clip < len(audio):
-            starts.append(len(audio) - clip)
-        windows = [audio[s : s + clip] for s in starts]
-    probs = []
+def window_starts(num_samples: int, window_samples: int) -> list[int]:
+    """Starts of windows of ``window_samples`` overlapping by ``WINDOW_OVERLAP`` that cover ``num_samples``; the
+    last is moved back to end at the end of the audio. ``[0]`` when the audio fits one window."""
+    if num_samples <= window_samples:
+        return [0]
+    hop = max(1, round(window_samples * (1 - WINDOW_OVERLAP)))
+    starts = list(range(0, num_samples - window_samples + 1, hop))
+    if starts[-1] + window_samples < num_samples:
+        starts.append(num_samples - window_samples)
+    return starts
+
+
+def window_features(model: SoundClassifier, audio: np.ndarray) -> list[torch.Tensor]:
+    """The frozen part of ``model`` run on each clip-long scoring window of ``audio`` ``[samples]`` (at the
+    model's rate): one ``[1, frames, dim]`` tensor a window. Audio shorter than a training clip is centred in one
+    clip of zeros, as training evaluates short clips."""
+    clip = model.clip_samples
+    if len(audio) < clip:
+        audio = fit_to_length(audio, clip)
     with torch.inference_mode():
-        for i in range(0, len(windows), batch_size):
-            batch = torch.as_tensor(np.stack(windows[i : i + batch_size]), dtype=torch.float32)
-            probs.append(model(batch)[1])
-    return torch.cat(probs).max(dim=0).values.numpy()
+        return [
+            model.features(torch.as_tensor(np.ascontiguousarray(audio[s : s + clip]), dtype=torch.float32)[None])
+            for s in window_starts(len(audio), clip)
+        ]
+
+
+def probabilities_from_features(model: SoundClassifier, windows: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    """``(pooled frame probabilities, decision probabilities)``, each ``[classes]``, the max over ``windows``
+    (from :func:`window_features`). Decision probabilities come from the clip head where there is one."""
+    pooled, decision = [], []
+    with torch.inference_mode():
+        for features in windows:
+            frame_logits, att_logits, clip_logits = model.all_outputs(features)
+            pooled.append(model.clip_probs(frame_logits, att_logits)[0])
+            decision.append(clip_softmax(clip_logits)[0] if clip_logits is not None else pooled[-1])
+    return torch.stack(pooled).amax(dim=0).numpy(), torch.stack(decision).amax(dim=0).numpy()
+
+
+def clip_probabilities(bundle: ModelBundle, audio: np.ndarray) -> np.ndarray:
+    """Probabilities ``[classes]`` that ``audio`` ``[samples]`` (at the model's rate) holds each sound: the
+    decision probabilities of :func:`probabilities_from_features`, max over scoring windows."""
+    return probabilities_from_features(bundle.model, window_features(bundle.model, audio))[1]
 
 
 def decide(bundle: ModelBundle, probs: np.ndarray) -> str:
-    """The label of a clip: the class that clears its on-threshold by most, else background."""
+    """The label of a clip from its :func:`clip_probabilities`.
+
+    With a clip head (a softmax over the classes and background): the most probable outcome, background's
+    probability being what the classes leave. Bundles without one (format 1): the class that clears its
+    on-threshold by most, else background.
+    """
     labels = bundle.config.labels
+    if bundle.config.clip_head:
+        best = int(np.argmax(probs))
+        return labels[best] if probs[best] >= 1.0 - float(np.sum(probs)) else bundle.config.background_label
     margins = [probs[i] - bundle.thresholds[label]["on"] for i, label in enumerate(labels)]
     best = int(np.argmax(margins))
     return labels[best] if margins[best] >= 0 else bundle.config.background_label

@@ -50,6 +50,7 @@ def evaluate_bundle(
         config.labels,
         config.background_label,
         thresholds,
+        background_is_rest=config.clip_head,  # the rule of `snapkit predict` (snapkit.models.predict.decide)
     )
     report["clips"] = len(clips)
     return report, notes

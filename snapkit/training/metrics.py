@@ -50,6 +50,13 @@ def single_labels(probs: torch.Tensor, thresholds: Sequence[float] | None = None
     return torch.where(cleared, best, torch.full_like(best, n_classes))
 
 
+def softmax_labels(probs: torch.Tensor) -> torch.Tensor:
+    """Clip-head probabilities ``[N, C]`` (a softmax whose background share is ``1 - sum``) -> one label per clip
+    ``[N]`` in 0..C (C = background): the most probable outcome, background included."""
+    rest = (1.0 - probs.sum(dim=1, keepdim=True)).clamp(min=0.0)
+    return torch.cat([probs, rest], dim=1).argmax(dim=1)
+
+
 def target_labels(targets: torch.Tensor) -> torch.Tensor:
     """Multi-hot targets ``[N, C]`` (all zero for background) -> labels ``[N]`` in 0..C."""
     n_classes = targets.shape[1]
@@ -63,14 +70,18 @@ def clip_report(
     labels: Sequence[str],
     background_label: str,
     thresholds: Sequence[float] | None = None,
+    *,
+    background_is_rest: bool = False,
 ) -> dict[str, object]:
     """Accuracy, macro F1, per-class precision/recall/F1/support and the confusion matrix (rows: truth).
 
-    ``labels`` are the target classes; the report's classes are ``labels + [background_label]``.
+    ``labels`` are the target classes; the report's classes are ``labels + [background_label]``. Clips are
+    labelled by :func:`softmax_labels` when ``background_is_rest`` (clip-head probabilities), else by
+    :func:`single_labels` with ``thresholds``.
     """
     names = [*labels, background_label]
     k = len(names)
-    pred = single_labels(probs, thresholds)
+    pred = softmax_labels(probs) if background_is_rest else single_labels(probs, thresholds)
     true = target_labels(targets)
     precision = multiclass_precision(pred, true, k, average=None, zero_division=0)
     recall = multiclass_recall(pred, true, k, average=None, zero_division=0)

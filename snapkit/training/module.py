@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from snapkit.training.metrics import single_labels, target_labels
+from snapkit.models.classifier import clip_softmax
+from snapkit.training.metrics import single_labels, softmax_labels, target_labels
 
 STAGES = ("train", "val", "test")
 # Clip probabilities are clamped before the log in the loss: a saturated sigmoid must not give an infinite loss.
@@ -21,7 +22,9 @@ class SoundEventModule(L.LightningModule):
     Batches are ``(inputs, targets)``: ``inputs`` are waveforms ``[batch, samples]`` for the ConvNet (its log-mel
     front end runs here, then SpecAugment in training) or cached frame features ``[batch, frames, dim]`` for a head
     on a frozen backbone (``inputs_are_features``); ``targets`` are multi-hot ``[batch, classes]`` (all zero for
-    background). The loss is binary cross-entropy on the clip probabilities pooled from per-frame outputs.
+    background). The loss is binary cross-entropy on the clip probabilities pooled from per-frame outputs, plus,
+    for a model with a clip head, cross-entropy of its softmax over the classes and background (both heads learn
+    from every batch).
     """
 
     def __init__(
@@ -50,19 +53,32 @@ class SoundEventModule(L.LightningModule):
             setattr(self, f"{stage}_metrics", metrics)
 
     def clip_probabilities(self, inputs: torch.Tensor, *, augment: bool = False) -> torch.Tensor:
-        """Clip probabilities ``[batch, classes]`` of a batch of inputs (see class docstring)."""
+        """Clip probabilities ``[batch, classes]`` of a batch of inputs (see class docstring): the clip head's
+        where the model has one, else pooled frame probabilities."""
+        pooled, clip_logits = self._outputs(inputs, augment=augment)
+        return clip_softmax(clip_logits) if clip_logits is not None else pooled
+
+    def _outputs(self, inputs: torch.Tensor, *, augment: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(pooled frame probabilities [batch, classes], clip head logits [batch, classes + 1] or None)``."""
         features = inputs if self.hparams.inputs_are_features else self.model.features(inputs)
         if augment and self.spec_augment is not None:
             features = self.spec_augment(features)
-        frame_logits, att_logits = self.model.frame_outputs(features)
-        return self.model.clip_probs(frame_logits, att_logits)
+        frame_logits, att_logits, clip_logits = self.model.all_outputs(features)
+        return self.model.clip_probs(frame_logits, att_logits), clip_logits
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         inputs, targets = batch
-        probs = self.clip_probabilities(inputs, augment=stage == "train")
-        loss = F.binary_cross_entropy(probs.clamp(PROB_EPS, 1 - PROB_EPS), targets)
+        pooled, clip_logits = self._outputs(inputs, augment=stage == "train")
+        loss = F.binary_cross_entropy(pooled.clamp(PROB_EPS, 1 - PROB_EPS), targets)
+        probs = pooled
+        if clip_logits is not None:
+            # Background is the last outcome; a clip with several sounds shares its target among them.
+            outcome = torch.cat([targets, (targets.sum(dim=1, keepdim=True) == 0).to(targets.dtype)], dim=1)
+            loss = loss + F.cross_entropy(clip_logits, outcome / outcome.sum(dim=1, keepdim=True))
+            probs = clip_softmax(clip_logits)
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
-        metrics.update(single_labels(probs.detach()), target_labels(targets))
+        labels = softmax_labels(probs.detach()) if clip_logits is not None else single_labels(probs.detach())
+        metrics.update(labels, target_labels(targets))
         size = len(targets)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=size)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=size)
