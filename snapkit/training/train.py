@@ -595,6 +595,7 @@ class _Pace:
         self.fits_left = self.budget.fits
         self.progress = RunProgress(self.budget.fits * self.budget.views_per_fit, log) if plain_lines else None
         self.notes: list[str] = []
+        self.cut: list[tuple[str, int, int]] = []  # (fit, steps taken, steps planned) of fits the limit cut short
 
     def fit_time_limit(self) -> timedelta | None:
         """This fit's share of the time left before ``max_minutes``, or None without a limit."""
@@ -615,10 +616,14 @@ class _Pace:
         self.fits_left -= 1
         planned = fit_steps(self.budget, batch_size)
         if steps < planned:
-            self.notes.append(
-                f"Training of {name} stopped at the --max-minutes limit ({self.plan.settings.max_minutes:g} min)"
-                f" after {steps} of {planned} steps, so the model may be weaker; raise --max-minutes to train fully."
-            )
+            self.cut.append((name, steps, planned))
+        if self.cut:
+            # One sentence for the run, however many of its fits the limit cut short.
+            names = ", ".join(f"{n} ({done} of {want} steps)" for n, done, want in self.cut)
+            self.notes[:] = [
+                f"The --max-minutes limit ({self.plan.settings.max_minutes:g} min) cut training short in {names},"
+                " so the model may be weaker; raise --max-minutes to train fully."
+            ]
 
     def summary(self, seconds: float) -> dict[str, object]:
         """What metrics.json records about time: the plan's estimate beside what the run took."""
