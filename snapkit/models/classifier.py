@@ -266,14 +266,13 @@ class SoundClassifier(nn.Module):
         clip_logits = self.clip_head(clip_pool(trunk)) if self.clip_head is not None else None
         return self.head(trunk), att_logits, clip_logits
 
-    def decision_probs(self, features: torch.Tensor) -> torch.Tensor:
-        """Clip probabilities ``[batch, classes]`` that say which sound an input holds: the clip head's softmax
-        without its background column where the model has one (background's is one minus their sum), else the
-        pooled frame probabilities (:meth:`clip_probs`)."""
-        frame_logits, att_logits, clip_logits = self.all_outputs(features)
-        if clip_logits is not None:
-            return clip_softmax(clip_logits)
-        return self.clip_probs(frame_logits, att_logits)
+    def decision_from(
+        self, frame_logits: torch.Tensor, att_logits: torch.Tensor | None, clip_logits: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Clip probabilities ``[batch, classes]`` that say which sound an input holds, from :meth:`all_outputs`:
+        the clip head's softmax without its background column where the model has one (background's is one minus
+        their sum), else the pooled frame probabilities (:meth:`clip_probs`)."""
+        return clip_softmax(clip_logits) if clip_logits is not None else self.clip_probs(frame_logits, att_logits)
 
     def clip_probs(self, frame_logits: torch.Tensor, att_logits: torch.Tensor | None = None) -> torch.Tensor:
         """Clip probabilities ``[batch, classes]`` in (0, 1) by the configured pooling of ``[batch, frames,
@@ -285,11 +284,10 @@ class SoundClassifier(nn.Module):
 
         ``frame_probs`` are the per-frame sigmoids the detector thresholds; frame ``k`` is centred at
         ``frame_times_s(frames)[k]``; ``frames == num_output_frames(samples)``. ``clip_probs`` come from the
-        clip head where the model has one (:meth:`decision_probs`).
+        clip head where the model has one (:meth:`decision_from`).
         """
         frame_logits, att_logits, clip_logits = self.all_outputs(self.features(waveform))
-        clip = clip_softmax(clip_logits) if clip_logits is not None else self.clip_probs(frame_logits, att_logits)
-        return torch.sigmoid(frame_logits), clip
+        return torch.sigmoid(frame_logits), self.decision_from(frame_logits, att_logits, clip_logits)
 
 
 def clip_softmax(clip_logits: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 
 from snapkit.audio.io import load_audio
 from snapkit.models.bundle import ModelBundle
-from snapkit.models.classifier import SoundClassifier, clip_softmax
+from snapkit.models.classifier import SoundClassifier
 from snapkit.training.augment import fit_to_length
 
 # Files longer than the model's clip are scored in clip-long windows overlapping by half, as the model was
@@ -60,9 +60,9 @@ def probabilities_from_features(model: SoundClassifier, windows: list[torch.Tens
     pooled, decision = [], []
     with torch.inference_mode():
         for features in windows:
-            frame_logits, att_logits, clip_logits = model.all_outputs(features)
-            pooled.append(model.clip_probs(frame_logits, att_logits)[0])
-            decision.append(clip_softmax(clip_logits)[0] if clip_logits is not None else pooled[-1])
+            outputs = model.all_outputs(features)
+            pooled.append(model.clip_probs(*outputs[:2])[0])
+            decision.append(model.decision_from(*outputs)[0])
     return torch.stack(pooled).amax(dim=0).numpy(), torch.stack(decision).amax(dim=0).numpy()
 
 
@@ -81,8 +81,10 @@ def decide(bundle: ModelBundle, probs: np.ndarray) -> str:
     """
     labels = bundle.config.labels
     if bundle.config.clip_head:
-        best = int(np.argmax(probs))
-        return labels[best] if probs[best] >= 1.0 - float(np.sum(probs)) else bundle.config.background_label
+        from snapkit.training.metrics import softmax_labels  # the one rule, shared with training and evaluate
+
+        best = int(softmax_labels(torch.as_tensor(probs, dtype=torch.float32)[None])[0])
+        return labels[best] if best < len(labels) else bundle.config.background_label
     margins = [probs[i] - bundle.thresholds[label]["on"] for i, label in enumerate(labels)]
     best = int(np.argmax(margins))
     return labels[best] if margins[best] >= 0 else bundle.config.background_label
