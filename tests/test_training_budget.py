@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from snapkit.training.budget import (
+    CONVNET_VIEWS_PER_CLIP,
     CONVNET_VIEWS_PER_FIT,
     TrainBudget,
     fit_steps,
@@ -33,8 +34,8 @@ def convnet_budget(train_clips: int, **kwargs: object) -> TrainBudget:
 def test_convnet_views_grow_with_the_dataset_within_bounds() -> None:
     low, high = CONVNET_VIEWS_PER_FIT
     assert convnet_budget(8).views_per_fit == low  # a handful of clips still gets enough steps
-    assert convnet_budget(50).views_per_fit == 60 * 50  # one view per clip an epoch, 60 epochs
-    assert convnet_budget(50).epochs == 60
+    assert convnet_budget(50).views_per_fit == CONVNET_VIEWS_PER_CLIP * 50  # one view per clip an epoch
+    assert convnet_budget(50).epochs == CONVNET_VIEWS_PER_CLIP
     big = convnet_budget(2_000)
     assert big.views_per_fit <= high and big.views_per_epoch == 2_000  # an epoch is still one pass over the clips
     assert not big.capped  # the bound is the rule, not the time limit
@@ -58,12 +59,12 @@ def test_explicit_epochs_keep_their_meaning() -> None:
 
 
 def test_the_estimate_adds_up_and_the_time_limit_cuts_the_views() -> None:
-    free = convnet_budget(100, fits=2, clips=250, seconds_per_view=0.04)
+    free = convnet_budget(50, fits=2, clips=250, seconds_per_view=0.04)
     assert free.views_per_fit == 6_000 and not free.capped
     assert free.estimated_s == pytest.approx(free.overhead_s + 2 * 6_000 * 0.04)
     assert "about" in free.describe() and "40 ms each" in free.describe() and "no time limit" in free.describe()
 
-    capped = convnet_budget(100, fits=2, clips=250, seconds_per_view=0.04, max_minutes=3.0)
+    capped = convnet_budget(50, fits=2, clips=250, seconds_per_view=0.04, max_minutes=3.0)
     assert capped.capped and capped.views_per_fit < 6_000
     assert capped.estimated_s is not None and capped.estimated_s <= 3 * 60
     assert capped.views_per_fit > (3 * 60 - capped.overhead_s) / (2 * 0.04) - 100  # at most one epoch lost
