@@ -67,6 +67,7 @@ if not __package__:  # run as `python experiments/fewshot.py`: make the reposito
 
 from experiments.realsets import LabelledClip, by_label, label_paths, read_set, split_by_group
 from snapkit.errors import DatasetError, SnapkitError, WeightsError
+from snapkit.models.backbones.registry import BACKBONES
 
 CLASSES = ("beep", "smoke_alarm", "snap", "scratch", "chirp", "knock")
 BACKGROUND_LABEL = "background"
@@ -270,7 +271,6 @@ class Method:
 
 def available_weights(backbones: Sequence[str]) -> tuple[dict[str, Path | None], list[str]]:
     """``({backbone: weights path (None for the ConvNet)}, notes)`` for the backbones usable offline."""
-    from snapkit.models.backbones import BACKBONES
     from snapkit.models.weights import resolve_weights
 
     found: dict[str, Path | None] = {}
@@ -282,7 +282,7 @@ def available_weights(backbones: Sequence[str]) -> tuple[dict[str, Path | None],
             raise SnapkitError(f"--backbones {name!r} is unknown; choose from {CONVNET}, {', '.join(BACKBONES)}.")
         else:
             try:
-                found[name] = resolve_weights(name, download=False, progress=False)
+                found[name] = resolve_weights(BACKBONES[name].weights, download=False, progress=False)
             except WeightsError as err:
                 notes.append(f"skipped {name}: {err}")
     return found, notes
@@ -314,7 +314,7 @@ def clip_embeddings(name: str, weights: Path, paths: Sequence[Path]) -> dict[Pat
     import torch
 
     from snapkit.audio.io import load_audio
-    from snapkit.models.backbones import load_backbone
+    from snapkit.models.backbones.registry import load_backbone
     from snapkit.training.augment import fit_to_length
 
     backbone = load_backbone(name, weights, download=False, progress=False)
@@ -733,7 +733,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--backbones",
         nargs="+",
-        help="convnet and/or frozen backbones (sfx-cnn9, panns-cnn6/10/14); those without weights are skipped"
+        help=f"convnet and/or frozen backbones ({', '.join(BACKBONES)}); those without weights are skipped"
         f" (default: {' '.join(DEFAULT_BACKBONES)}; with --quick: no convnet)",
     )
     parser.add_argument(

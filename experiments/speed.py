@@ -36,14 +36,15 @@ import numpy as np
 import torch
 
 from snapkit.detection.detector import Detector, DetectorSettings
+from snapkit.models.backbones.registry import BACKBONES, backbone_architecture
 from snapkit.models.bundle import ModelBundle
-from snapkit.models.classifier import SoundClassifier, backbone_architecture
+from snapkit.models.classifier import SoundClassifier
 from snapkit.models.config import ModelConfig
 from snapkit.models.streaming import streaming_unsupported_reason
 from snapkit.synth import iter_stream, make_stream
 
 CLASSES = ("beep", "scratch", "smoke_alarm")
-BACKBONES = ("convnet", "sfx-cnn9", "panns-cnn6", "panns-cnn10", "panns-cnn14")
+ARCHITECTURES = ("convnet", *BACKBONES)
 TRAIN_CLASSES = ("beep", "smoke_alarm", "snap", "scratch")  # + background: 5 classes
 
 
@@ -192,7 +193,9 @@ def stamina(bundle: ModelBundle, hours: float) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=120.0, help="audio seconds per RTF measurement")
-    parser.add_argument("--backbones", nargs="*", default=list(BACKBONES), help="which backbones to time (none: skip)")
+    parser.add_argument(
+        "--backbones", nargs="*", default=list(ARCHITECTURES), help="which backbones to time (none: skip)"
+    )
     parser.add_argument(
         "--train", nargs="*", default=["convnet", "sfx-cnn9"], help="backbones to time training for (none: skip)"
     )

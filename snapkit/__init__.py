@@ -25,7 +25,7 @@ _EXPORTS = {
     "scan_dataset": "snapkit.dataset.scan",
     "find_problems": "snapkit.dataset.scan",
     "import_files": "snapkit.dataset.importer",
-    "load_backbone": "snapkit.models.backbones",
+    "load_backbone": "snapkit.models.backbones.registry",
     "ModelConfig": "snapkit.models.config",
     "SoundClassifier": "snapkit.models.classifier",
     "ModelBundle": "snapkit.models.bundle",

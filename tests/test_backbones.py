@@ -7,6 +7,7 @@ our modules.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -17,11 +18,12 @@ import pytest
 import torch
 
 from snapkit.errors import SnapkitError, WeightsError
-from snapkit.models import backbones
-from snapkit.models.backbones import BACKBONES, FrameEmbedder, load_backbone, load_checkpoint_file
-from snapkit.models.panns import PANNS_MODELS, Cnn6, Cnn10, Cnn14, PannsCnn
-from snapkit.models.sfx_cnn9 import SfxCnn9
-from snapkit.models.weights import SPECS, WeightsSpec
+from snapkit.models.backbones import base
+from snapkit.models.backbones.base import FrameEmbedder, load_checkpoint_file
+from snapkit.models.backbones.panns import Cnn6, Cnn10, Cnn14, PannsCnn
+from snapkit.models.backbones.registry import BACKBONES, load_backbone
+from snapkit.models.backbones.sfx_cnn9 import SfxCnn9
+from snapkit.models.weights import WeightsSpec
 
 Shapes = dict[str, tuple[int, ...]]
 
@@ -68,6 +70,8 @@ def _expected_panns(block: str, channels: tuple[int, ...]) -> Shapes:
     return shapes
 
 
+# Written here, not read from the registry, so that test_registry checks the registry against it.
+PANNS_MODELS: dict[str, type[PannsCnn]] = {"panns-cnn6": Cnn6, "panns-cnn10": Cnn10, "panns-cnn14": Cnn14}
 EXPECTED_PANNS: dict[str, Shapes] = {
     "panns-cnn6": _expected_panns("5x5", (64, 128, 256, 512)),
     "panns-cnn10": _expected_panns("3x3", (64, 128, 256, 512)),
@@ -124,9 +128,10 @@ def _real_sfx_checkpoint() -> Path:
 
 
 def test_registry() -> None:
-    assert BACKBONES == ("sfx-cnn9", "panns-cnn6", "panns-cnn10", "panns-cnn14")
-    assert {Cnn6, Cnn10, Cnn14} == set(PANNS_MODELS.values())
-    assert set(BACKBONES) == set(SPECS)
+    assert tuple(BACKBONES) == ("sfx-cnn9", "panns-cnn6", "panns-cnn10", "panns-cnn14")
+    assert {name: BACKBONES[name].factory() for name in PANNS_MODELS} == PANNS_MODELS
+    assert BACKBONES["sfx-cnn9"].factory() is SfxCnn9
+    assert all(spec.weights.name == name for name, spec in BACKBONES.items())
 
 
 @pytest.mark.parametrize("name", sorted(PARAM_COUNTS))
@@ -213,10 +218,10 @@ def test_panns_checkpoint_that_does_not_fit_is_refused(tmp_path: Path) -> None:
 def test_load_backbone_panns_verifies_and_freezes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "Cnn6_mAP=0.343.pth"
     torch.save({"model": _synthetic_panns_checkpoint("panns-cnn6")}, path)
-    spec = SPECS["panns-cnn6"]
-    monkeypatch.setitem(
-        SPECS, "panns-cnn6", WeightsSpec(name=spec.name, filename=spec.filename, url=None, md5=_md5(path))
-    )
+    entry = BACKBONES["panns-cnn6"]
+    spec = entry.weights
+    weights = WeightsSpec(name=spec.name, filename=spec.filename, url=None, md5=_md5(path))
+    monkeypatch.setitem(BACKBONES, "panns-cnn6", dataclasses.replace(entry, weights=weights))
     model = load_backbone("panns-cnn6", path)
     assert isinstance(model, FrameEmbedder) and model.name == "panns-cnn6"
     assert not model.training and model.frozen
@@ -267,7 +272,7 @@ def test_sfx_wrong_sha256_is_refused(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="sha256 does not match"):
         load_backbone("sfx-cnn9", fake)
     # Same size as the real file, other content: refused by the digest, not only by the size.
-    fake.write_bytes(b"\0" * SPECS["sfx-cnn9"].size_bytes)  # type: ignore[operator]
+    fake.write_bytes(b"\0" * BACKBONES["sfx-cnn9"].weights.size_bytes)  # type: ignore[operator]
     with pytest.raises(WeightsError, match="sha256 does not match"):
         load_backbone("sfx-cnn9", fake)
 
@@ -281,7 +286,7 @@ def test_sfx_real_checkpoint_loads_weights_only(monkeypatch: pytest.MonkeyPatch)
         calls.append(kwargs.get("weights_only"))
         return real_load(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(backbones.torch, "load", spy_load)
+    monkeypatch.setattr(base.torch, "load", spy_load)
     checkpoint = load_checkpoint_file(path)
     assert calls == [True]
     assert isinstance(checkpoint, tuple) and len(checkpoint) == 2

@@ -15,8 +15,8 @@ import torch
 import snapkit
 from snapkit.errors import SnapkitError
 from snapkit.models import ModelBundle, ModelConfig, SoundClassifier, load_model
+from snapkit.models.backbones.registry import backbone_architecture
 from snapkit.models.bundle import FORMAT, FORMAT_VERSION
-from snapkit.models.classifier import backbone_architecture
 from snapkit.models.export import export_model, sidecar_path
 
 from .conftest import SHARED_MODELS, skip_or_fail
@@ -232,7 +232,7 @@ def test_malicious_file_is_refused_without_running_code(tmp_path: Path, writer: 
 def test_bundle_with_real_sfx_cnn9_weights_is_self_contained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not REAL_SFX_CHECKPOINT.is_file():
         skip_or_fail(f"the real sfx-cnn9 checkpoint is not at {REAL_SFX_CHECKPOINT} (see shared/models/README.md)")
-    from snapkit.models.sfx_cnn9 import SfxCnn9
+    from snapkit.models.backbones.sfx_cnn9 import SfxCnn9
 
     backbone = SfxCnn9()
     backbone.load_checkpoint(REAL_SFX_CHECKPOINT)

@@ -84,7 +84,8 @@ def test_stream_mode_timeline_is_the_model_over_the_whole_stream(bundle: ModelBu
 
 def test_window_mode_is_kept_for_models_that_cannot_stream() -> None:
     from snapkit.errors import SnapkitError
-    from snapkit.models.classifier import SoundClassifier, backbone_architecture
+    from snapkit.models.backbones.registry import backbone_architecture
+    from snapkit.models.classifier import SoundClassifier
     from snapkit.models.config import ModelConfig
 
     config = ModelConfig(backbone="sfx-cnn9", labels=("beep",), pooling="attention")

@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from snapkit.features.config import PANNS, SFX_CNN9, SNAPKIT
-from snapkit.models.backbones import BACKBONES, FrameEmbedder
-from snapkit.models.classifier import SoundClassifier, backbone_architecture
+from snapkit.models.backbones.base import FrameEmbedder
+from snapkit.models.backbones.registry import BACKBONES, backbone_architecture
+from snapkit.models.classifier import SoundClassifier
 from snapkit.models.config import ModelConfig
 from snapkit.models.convnet import ConvNet
 from snapkit.models.heads import FrameHead

@@ -13,6 +13,7 @@ import pytest
 from nbclient import NotebookClient
 
 from snapkit.errors import WeightsError
+from snapkit.models.backbones.registry import BACKBONES
 from snapkit.models.weights import resolve_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +49,7 @@ def _weights_resolve(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> bool:
     with monkeypatch.context() as patch:
         patch.setenv("SNAPKIT_CACHE_DIR", str(cache_dir))
         try:
-            resolve_weights("sfx-cnn9", download=False, progress=False)
+            resolve_weights(BACKBONES["sfx-cnn9"].weights, download=False, progress=False)
         except WeightsError:
             return False
     return True

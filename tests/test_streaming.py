@@ -10,7 +10,8 @@ import torch
 
 from snapkit.features.config import PANNS, SNAPKIT, FrontEndConfig
 from snapkit.features.frontend import LogMel
-from snapkit.models.classifier import SoundClassifier, backbone_architecture
+from snapkit.models.backbones.registry import backbone_architecture
+from snapkit.models.classifier import SoundClassifier
 from snapkit.models.config import ModelConfig
 from snapkit.models.streaming import StreamingClassifier, StreamingLogMel, streaming_unsupported_reason
 

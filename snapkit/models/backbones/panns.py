@@ -34,7 +34,7 @@ from torch import nn
 from snapkit.errors import WeightsError
 from snapkit.features.config import PANNS
 from snapkit.features.frontend import LogMel
-from snapkit.models.backbones import FrameEmbedder, load_checkpoint_file
+from snapkit.models.backbones.base import FrameEmbedder, load_checkpoint_file
 from snapkit.models.streaming import Pointwise, StreamStage, TimeConv, TimePool
 
 AUDIOSET_CLASSES = 527
@@ -277,6 +277,3 @@ class Cnn14(PannsCnn):
     block_type = ConvBlock
     channels = (64, 128, 256, 512, 1024, 2048)
     pools = (2, 2, 2, 2, 2, 1)
-
-
-PANNS_MODELS: dict[str, type[PannsCnn]] = {cls.registry_name: cls for cls in (Cnn6, Cnn10, Cnn14)}

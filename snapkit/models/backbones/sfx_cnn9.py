@@ -35,7 +35,7 @@ from torch import nn
 from snapkit.errors import WeightsError
 from snapkit.features.config import SFX_CNN9
 from snapkit.features.frontend import LogMel
-from snapkit.models.backbones import FrameEmbedder, load_checkpoint_file
+from snapkit.models.backbones.base import FrameEmbedder, load_checkpoint_file
 
 EMBEDDING_DIM = 512
 _PREFIX = "embedding_net."

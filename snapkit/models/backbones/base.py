@@ -1,27 +1,28 @@
-"""Frozen pretrained backbones that turn a waveform into a sequence of feature frames, and their registry.
+"""The interface every frozen pretrained backbone implements, and what the implementations share.
 
-Every backbone is a :class:`FrameEmbedder`: it owns its log-mel front end (with the exact settings its weights
-were trained with), takes mono audio at ``frontend_config.sample_rate_hz`` and returns one ``feature_dim``
-vector every ``frame_hop_s`` seconds. Small heads trained on a user's clips sit on top of these frames.
+A backbone is a :class:`FrameEmbedder`: it owns its log-mel front end (with the exact settings its weights were
+trained with), takes mono audio at ``frontend_config.sample_rate_hz`` and returns one ``feature_dim`` vector every
+``frame_hop_s`` seconds. Small heads trained on a user's clips sit on top of these frames. Implementations import
+this module only; the registry (``registry.py``) imports them, never the other way round.
 """
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from snapkit.errors import SnapkitError
+from snapkit.errors import WeightsError
 from snapkit.features.config import FrontEndConfig
-
-BACKBONES: tuple[str, ...] = ("sfx-cnn9", "panns-cnn6", "panns-cnn10", "panns-cnn14")
 
 
 class FrameEmbedder(torch.nn.Module):
     """Base class: waveform ``[batch, samples]`` -> frame features ``[batch, frames, feature_dim]``.
 
     Attributes:
-        name: Registry name (one of ``BACKBONES``).
+        name: Its name in the registry (``registry.BACKBONES``).
         frontend_config: The front end the weights were trained with; the input must be at its sample rate.
         feature_dim: Size of each output frame vector.
         frame_hop_s: Seconds between two output frames.
@@ -76,8 +77,6 @@ def _numpy_safe_globals() -> list[object]:
     Only plain number and dtype constructors: they cannot run code, unlike the arbitrary callables a full
     unpickler would accept (which is why ``weights_only=False`` is never used).
     """
-    import numpy as np
-
     try:
         from numpy._core.multiarray import scalar  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x
@@ -100,10 +99,6 @@ def load_checkpoint_file(path: Path) -> object:
     Raises:
         WeightsError: the file cannot be read that way (not a checkpoint, or one holding unexpected objects).
     """
-    import pickle
-
-    from snapkit.errors import WeightsError
-
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -113,41 +108,3 @@ def load_checkpoint_file(path: Path) -> object:
             f"The weights file {path} could not be read as a PyTorch checkpoint ({first_line}); "
             "replace it with a fresh copy."
         ) from error
-
-
-def load_backbone(
-    name: str,
-    weights: Path | str | None = None,
-    *,
-    download: bool = True,
-    progress: bool = True,
-) -> FrameEmbedder:
-    """The pretrained backbone called ``name``, with verified weights loaded, frozen and in eval mode.
-
-    Args:
-        name: One of ``BACKBONES``.
-        weights: A weights file to use instead of looking in ``$SNAPKIT_WEIGHTS_DIR`` / the user cache.
-        download: Whether missing weights may be downloaded.
-        progress: Whether to draw a download progress bar.
-
-    Raises:
-        SnapkitError: unknown ``name``.
-        WeightsError: the weights are missing, do not verify, or cannot be read.
-    """
-    if name not in BACKBONES:
-        raise SnapkitError(f"Unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}.")
-    # Imported here, not at the top: the model modules subclass FrameEmbedder from this module.
-    from snapkit.models.weights import resolve_weights
-
-    path = resolve_weights(name, weights, download=download, progress=progress)
-    model: FrameEmbedder
-    if name == "sfx-cnn9":
-        from snapkit.models.sfx_cnn9 import SfxCnn9
-
-        model = SfxCnn9()
-    else:
-        from snapkit.models.panns import PANNS_MODELS
-
-        model = PANNS_MODELS[name]()
-    model.load_checkpoint(path)
-    return model.freeze()
