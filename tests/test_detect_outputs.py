@@ -1,4 +1,4 @@
-"""Event files in three formats, the detection plot, and ``snapkit detect`` driven through a fake detector.
+"""Event files in every format, the detection plot, and ``snapkit detect`` driven through a fake detector.
 
 The fake stands in for the real engine (and the model bundle) so these tests need no torch and run in seconds: it
 reports an event of its first class wherever the 10 ms RMS of the audio is above 0.25, which is enough to check
@@ -40,12 +40,13 @@ ROWS = [
 
 
 def test_write_csv(tmp_path: Path) -> None:
+    # The record's wall-clock columns are there, empty: a file has no wall-clock time of its stream second 0.
     path = write_events(tmp_path / "events.csv", ROWS)
     assert path.read_text() == (
-        "filename,label,onset_s,offset_s,peak_score,mean_score\n"
-        "a.wav,knock,1.000,1.500,0.9123,0.7000\n"
-        "a.wav,bell,2.250,3.000,0.6000,0.5556\n"
-        "dir/b c.wav,knock,0.000,0.020,1.0000,1.0000\n"
+        "filename,label,onset_s,offset_s,peak_score,mean_score,onset_time,offset_time\n"
+        "a.wav,knock,1.000,1.500,0.9123,0.7000,,\n"
+        "a.wav,bell,2.250,3.000,0.6000,0.5556,,\n"
+        "dir/b c.wav,knock,0.000,0.020,1.0000,1.0000,,\n"
     )
 
 
@@ -62,15 +63,20 @@ def test_write_tsv_is_the_dcase_layout(tmp_path: Path) -> None:
 def test_write_jsonl(tmp_path: Path) -> None:
     path = write_events(tmp_path / "events.jsonl", ROWS)
     lines = path.read_text().splitlines()
-    keys = ("filename", "label", "onset_s", "offset_s", "peak_score", "mean_score")
+    keys = ("filename", "label", "onset_s", "offset_s", "peak_score", "mean_score", "onset_time", "offset_time")
     assert [json.loads(line) for line in lines] == [
-        dict(zip(keys, ["a.wav", "knock", 1.0, 1.5, 0.9123, 0.7], strict=True)),
-        dict(zip(keys, ["a.wav", "bell", 2.25, 3.0, 0.6, 0.5556], strict=True)),
-        dict(zip(keys, ["dir/b c.wav", "knock", 0.0, 0.02, 1.0, 1.0], strict=True)),
+        dict(zip(keys, ["a.wav", "knock", 1.0, 1.5, 0.9123, 0.7, None, None], strict=True)),
+        dict(zip(keys, ["a.wav", "bell", 2.25, 3.0, 0.6, 0.5556, None, None], strict=True)),
+        dict(zip(keys, ["dir/b c.wav", "knock", 0.0, 0.02, 1.0, 1.0, None, None], strict=True)),
     ]
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])
+def test_write_json_is_one_list_of_the_same_records(tmp_path: Path) -> None:
+    jsonl = [json.loads(line) for line in write_events(tmp_path / "events.jsonl", ROWS).read_text().splitlines()]
+    assert json.loads(write_events(tmp_path / "events.json", ROWS).read_text()) == jsonl
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".json"])
 def test_round_trip(tmp_path: Path, suffix: str) -> None:
     back = read_events(write_events(tmp_path / f"events{suffix}", ROWS))
     assert [(name, e.label, e.onset_s, e.offset_s) for name, e in back] == [
@@ -94,7 +100,7 @@ def test_read_dcase_ground_truth_skips_files_without_events(tmp_path: Path) -> N
 
 
 def test_unknown_extension_is_one_sentence(tmp_path: Path) -> None:
-    with pytest.raises(SnapkitError, match=r"events\.txt .*use \.csv, \.tsv \(DCASE\) or \.jsonl\.$"):
+    with pytest.raises(SnapkitError, match=r"events\.txt .*use \.csv, \.tsv \(DCASE\), \.jsonl or \.json\.$"):
         write_events(tmp_path / "events.txt", ROWS)
     assert list(tmp_path.iterdir()) == []
 

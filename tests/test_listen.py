@@ -300,7 +300,8 @@ def test_event_log_jsonl_one_object_per_update(tmp_path: Path) -> None:
 
 
 def test_event_log_refuses_unknown_extension_and_foreign_csv(tmp_path: Path) -> None:
-    with pytest.raises(SnapkitError, match=r"\.txt.*use \.csv, \.jsonl or \.json"):
+    # The same sentence as `snapkit detect` gives: both commands take every format of one registry.
+    with pytest.raises(SnapkitError, match=r"\.txt.*use \.csv, \.tsv \(DCASE\), \.jsonl or \.json\.$"):
         EventLog(tmp_path / "events.txt")
     foreign = tmp_path / "other.csv"
     foreign.write_text("a,b\n1,2\n")

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from snapkit.cli.ui import DetectorMode, ModeOption, console, frame_table
 from snapkit.detection.events import Event
+from snapkit.detection.outputs import FORMATS_TEXT
 from snapkit.errors import SnapkitError
 
 if TYPE_CHECKING:
@@ -30,9 +31,9 @@ PROGRESS_MIN_S = 30.0
 PLOT_SUFFIX = ".png"
 
 EVENTS_HELP = (
-    "Also write all events to this file: .csv, .tsv (DCASE layout: filename, onset, offset, event_label) or .jsonl. "
-    "Files are named as given here. An existing file is replaced (event lists are derived data; recordings are never "
-    "overwritten)."
+    f"Also write all events to this file, in the format its extension names: {FORMATS_TEXT}, as for `snapkit listen "
+    "--events`; .tsv is the DCASE layout (filename, onset, offset, event_label). Times are seconds. Files are named as "
+    "given here. An existing file is replaced (event lists are derived data; recordings are never overwritten)."
 )
 PLOT_HELP = (
     "Draw spectrogram, class probabilities and events as a PNG. A folder (existing, or a name without extension) gets "
@@ -98,12 +99,12 @@ def detect(
 ) -> None:
     """Find the events of MODEL's classes in FILES, with onset and offset times in seconds."""
     from snapkit.detection.detector import Detector, DetectorSettings
-    from snapkit.detection.outputs import check_events_path, write_events
+    from snapkit.detection.outputs import event_format, write_events
     from snapkit.models.bundle import load_model
 
     # Refuse a bad output name now, not after an hour of audio.
     if events_path is not None:
-        check_events_path(events_path)
+        event_format(events_path)
     targets = plot_targets(plot, files) if plot is not None else []
 
     bundle = load_model(model)
@@ -270,6 +271,6 @@ def _print_summary(results: list[FileResult], labels: tuple[str, ...]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(help="Find events of a model's classes in audio files, with onset/offset times; CSV/TSV/JSONL, PNG.")(
+    app.command(help="Find events of a model's classes in audio files, with onset/offset times; CSV/TSV/JSON(L), PNG.")(
         detect
     )

@@ -20,12 +20,18 @@ from snapkit.audio.sources import MicrophoneSource
 from snapkit.cli.ui import DetectorMode, ModeOption, console, level_bar
 from snapkit.detection.live import LiveStatus, LiveSummary, run_live
 from snapkit.detection.notify import DEFAULT_COOLDOWN_S, ExecNotifier, Notifier, WebhookNotifier
+from snapkit.detection.outputs import FORMATS_TEXT
 from snapkit.detection.sinks import ClipSaver, EventLog, EventPrinter, Sink
 
 if TYPE_CHECKING:
     from snapkit.detection.detector import Detector
 
 PROBABILITY_BAR_WIDTH = 24
+EVENTS_HELP = (
+    f"Append every event start and end to this file as it happens, in the format its extension names: {FORMATS_TEXT}, "
+    "as for `snapkit detect --events`; .tsv (the DCASE layout) gets finished events only. A .json list is rewritten "
+    "whole each time: for long sessions .jsonl is cheaper."
+)
 
 
 def listen(
@@ -39,7 +45,7 @@ def listen(
     ] = None,
     events: Annotated[
         Path | None,
-        typer.Option("--events", help="Append every event start and end to this log (.csv, or .jsonl/.json)."),
+        typer.Option("--events", help=EVENTS_HELP),
     ] = None,
     save_clips: Annotated[
         Path | None, typer.Option("--save-clips", help="Save each event's audio as a WAV file into this folder.")

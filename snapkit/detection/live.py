@@ -31,9 +31,9 @@ from typing import Protocol
 import numpy as np
 
 from snapkit.audio.levels import FLOOR_DBFS, peak_dbfs
-from snapkit.detection.events import EventUpdate
+from snapkit.detection.events import EventUpdate, wall_clock
 from snapkit.detection.notify import Notification, Notifier, NotifierStats
-from snapkit.detection.sinks import ClipSaver, Sink, print_warning, wall_clock
+from snapkit.detection.sinks import ClipSaver, Sink, print_warning
 
 DEFAULT_STATUS_INTERVAL_S = 0.1
 DEFAULT_RECENT_EVENTS = 8

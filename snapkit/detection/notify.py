@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import snapkit
-from snapkit.detection.events import EventUpdate
-from snapkit.detection.sinks import Warn, iso_time, print_warning, wall_clock
+from snapkit.detection.events import EventUpdate, field_text
+from snapkit.detection.sinks import Warn, print_warning
 from snapkit.errors import SnapkitError
 
 DEFAULT_COOLDOWN_S = 30.0
@@ -45,34 +45,26 @@ _RETRYABLE_HTTP = frozenset({408, 425, 429})
 
 @dataclass(frozen=True)
 class Notification:
-    """What a notifier says about one event. Times: ``*_s`` are stream seconds, ``*_time`` ISO wall-clock times;
-    scores are probabilities 0..1; ``clip_path`` is the saved WAV, or None when no clip was saved."""
+    """What a notifier says about one event: the event's record (``Event.to_dict``, fields ``RECORD_FIELDS``: times
+    ``*_s`` in stream seconds, ``*_time`` ISO wall-clock times, scores probabilities 0..1) and ``clip_path``, the saved
+    WAV, or None when no clip was saved."""
 
     label: str
     onset_s: float
     offset_s: float | None
-    peak_score: float
-    mean_score: float
-    onset_time: str
+    peak_score: float | None
+    mean_score: float | None
+    onset_time: str | None
     offset_time: str | None
     clip_path: str | None = None
 
     @classmethod
     def from_update(cls, update: EventUpdate, wall_time: datetime, clip_path: Path | str | None = None) -> Notification:
         """The notification of ``update``; ``wall_time`` is the wall-clock time of stream second 0."""
-        event = update.event
-        return cls(
-            label=event.label,
-            onset_s=round(event.onset_s, 3),
-            offset_s=None if event.offset_s is None else round(event.offset_s, 3),
-            peak_score=round(float(event.peak_score), 4),
-            mean_score=round(float(event.mean_score), 4),
-            onset_time=iso_time(wall_clock(wall_time, event.onset_s)),
-            offset_time=None if event.offset_s is None else iso_time(wall_clock(wall_time, event.offset_s)),
-            clip_path=None if clip_path is None else str(clip_path),
-        )
+        return cls(**update.event.to_dict(wall_time), clip_path=None if clip_path is None else str(clip_path))
 
     def to_dict(self) -> dict[str, Any]:
+        """The webhook's JSON body: the event's record, then ``clip_path``."""
         return asdict(self)
 
 
@@ -333,11 +325,12 @@ class ExecNotifier(Notifier):
         """The ``SNAPKIT_*`` variables describing ``notification`` (added to the inherited environment)."""
         return {
             "SNAPKIT_LABEL": notification.label,
-            "SNAPKIT_ONSET_S": f"{notification.onset_s:.3f}",
-            "SNAPKIT_OFFSET_S": "" if notification.offset_s is None else f"{notification.offset_s:.3f}",
-            "SNAPKIT_SCORE": f"{notification.peak_score:.4f}",
-            "SNAPKIT_MEAN_SCORE": f"{notification.mean_score:.4f}",
-            "SNAPKIT_ONSET_TIME": notification.onset_time,
+            # The same text as a CSV cell of the record (field_text): one rounding everywhere.
+            "SNAPKIT_ONSET_S": field_text("onset_s", notification.onset_s),
+            "SNAPKIT_OFFSET_S": field_text("offset_s", notification.offset_s),
+            "SNAPKIT_SCORE": field_text("peak_score", notification.peak_score),
+            "SNAPKIT_MEAN_SCORE": field_text("mean_score", notification.mean_score),
+            "SNAPKIT_ONSET_TIME": notification.onset_time or "",
             "SNAPKIT_OFFSET_TIME": notification.offset_time or "",
             "SNAPKIT_CLIP": notification.clip_path or "",
         }

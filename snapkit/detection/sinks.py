@@ -1,4 +1,4 @@
-"""Where detected events go while listening: a CSV/JSONL log, saved WAV clips, plain printed lines.
+"""Where detected events go while listening: an event log (any event-file format), saved WAV clips, plain lines.
 
 Every sink has ``handle(update, wall_time)`` and ``close()`` and never raises into its caller: a failure (disk full,
 folder removed) is printed as a warning and counted in ``failures``, and listening goes on. ``wall_time`` is the
@@ -10,40 +10,25 @@ so a slow disk delays the log, not detection.
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
-import json
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
 from snapkit.audio.io import write_wav
-from snapkit.detection.events import EventUpdate
+from snapkit.detection.events import UPDATE_FIELDS, EventUpdate, iso_time, wall_clock
+from snapkit.detection.outputs import EventWriter, event_format
 from snapkit.errors import SnapkitError
 
 Warn = Callable[[str], None]
 
-LOG_FIELDS = (
-    "kind",
-    "event_id",
-    "label",
-    "onset_s",
-    "offset_s",
-    "peak_score",
-    "mean_score",
-    "onset_time",
-    "offset_time",
-    "reported_at",
-)
-_CSV_EXTENSIONS = frozenset({".csv"})
-_JSONL_EXTENSIONS = frozenset({".jsonl", ".json"})
+# A line of the live log: the update (kind, event_id), the event's record, and when the detector knew it.
+LOG_FIELDS = UPDATE_FIELDS
 # How long an event may last and still be saved whole: bounds the clip saver's ring buffer (seconds).
 DEFAULT_MAX_CLIP_EVENT_S = 30.0
 # The detector reports an end some time after the offset (lookahead, minimum gap, the model window): the ring buffer
@@ -62,33 +47,6 @@ def _warning_console() -> Any:
 def print_warning(message: str) -> None:
     """The default way sinks and notifiers report a failure: one yellow line on stderr."""
     _warning_console().print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True, markup=True)
-
-
-def iso_time(moment: datetime) -> str:
-    """``moment`` as ISO 8601 with milliseconds (and the UTC offset when it has one)."""
-    return moment.isoformat(timespec="milliseconds")
-
-
-def wall_clock(wall_time: datetime, stream_s: float) -> datetime:
-    """The wall-clock time of stream second ``stream_s`` when stream second 0 was at ``wall_time``."""
-    return wall_time + timedelta(seconds=stream_s)
-
-
-def update_record(update: EventUpdate, wall_time: datetime) -> dict[str, Any]:
-    """One log line's fields (``LOG_FIELDS``) for ``update``; times rounded to ms, scores to 4 decimals."""
-    event = update.event
-    return {
-        "kind": update.kind,
-        "event_id": update.event_id,
-        "label": event.label,
-        "onset_s": round(event.onset_s, 3),
-        "offset_s": None if event.offset_s is None else round(event.offset_s, 3),
-        "peak_score": round(float(event.peak_score), 4),
-        "mean_score": round(float(event.mean_score), 4),
-        "onset_time": iso_time(wall_clock(wall_time, event.onset_s)),
-        "offset_time": None if event.offset_s is None else iso_time(wall_clock(wall_time, event.offset_s)),
-        "reported_at": iso_time(wall_clock(wall_time, update.reported_at_s)),
-    }
 
 
 class Sink:
@@ -139,11 +97,14 @@ class Sink:
 
 
 class EventLog(Sink):
-    """Appends one line per update (start and end) to a CSV or JSON Lines file, chosen by extension.
+    """Appends every update (start and end) to an event file of any format in ``EVENT_FORMATS``, chosen by its
+    extension, as a row of ``LOG_FIELDS`` (``EventUpdate.to_dict``).
 
-    ``.csv`` gets a header when the file is new or empty; an existing log is appended to, never truncated (and
-    must have the same columns). ``.jsonl``/``.json`` get one JSON object per line. Each line is flushed and
-    fsynced as it is written, so a crash or Ctrl-C loses nothing already reported.
+    An existing file is continued, never truncated (and must have the same columns). Each write is on disk before
+    the next update is handled (lines flushed and fsynced; a .json list rewritten whole through a temporary file),
+    so a crash or Ctrl-C loses nothing already reported and never leaves a broken file. A .tsv (the DCASE layout)
+    holds finished events only; a live session has no audio file, so its rows name the session by the wall-clock
+    time of its stream second 0, which keeps the stream-second onsets of sessions appended to one file apart.
     """
 
     name = "event log"
@@ -151,68 +112,22 @@ class EventLog(Sink):
     def __init__(self, path: str | Path, on_warning: Warn | None = None) -> None:
         super().__init__(on_warning)
         self.path = Path(path)
-        suffix = self.path.suffix.lower()
-        if suffix not in _CSV_EXTENSIONS | _JSONL_EXTENSIONS:
-            raise SnapkitError(
-                f"Event log {self.path} has an unknown extension {suffix or '(none)'!r}; use .csv, .jsonl or .json."
-            )
-        self.format = "csv" if suffix in _CSV_EXTENSIONS else "jsonl"
-        if self.path.is_dir():
-            raise SnapkitError(f"Event log {self.path} is a folder; give a file name such as {self.path / 'log.csv'}.")
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        if self.format == "csv" and not new:
-            self._check_header()
+        self.format = event_format(self.path)
+        self._file: EventWriter | None = self.format.open(self.path, LOG_FIELDS)
         self.lines_written = 0
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # newline="" lets the csv module write its own line endings; utf-8 so any label survives.
-            self._file: TextIO | None = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115
-        except OSError as err:
-            raise SnapkitError(
-                f"Cannot open event log {self.path} for appending ({err.strerror or err}); check the path."
-            ) from None
-        if self.format == "csv" and new:
-            self._write_line(self._csv_line(dict(zip(LOG_FIELDS, LOG_FIELDS, strict=True))))
-
-    def _check_header(self) -> None:
-        try:
-            with open(self.path, encoding="utf-8", newline="") as handle:
-                header = next(csv.reader(handle), [])
-        except (OSError, UnicodeDecodeError, csv.Error) as err:
-            raise SnapkitError(
-                f"Cannot read the existing event log {self.path} ({err}); choose another file."
-            ) from None
-        if tuple(header) != LOG_FIELDS:
-            raise SnapkitError(
-                f"{self.path} already exists with other columns than a snapkit event log; choose another --events file."
-            )
-
-    def _csv_line(self, record: dict[str, Any]) -> str:
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(["" if record[k] is None else record[k] for k in LOG_FIELDS])
-        return buffer.getvalue()
-
-    def _write_line(self, line: str) -> None:
-        if self._file is None:
-            raise RuntimeError("the log is closed")
-        self._file.write(line)
-        self._file.flush()
-        # fsync per line: events are rare (a few per minute), and a log that loses its last lines on a power cut is
-        # exactly the log one needs after an incident.
-        os.fsync(self._file.fileno())
-        self.lines_written += 1
 
     def _handle(self, update: EventUpdate, wall_time: datetime) -> None:
-        record = update_record(update, wall_time)
-        if self.format == "csv":
-            self._write_line(self._csv_line(record))
-        else:
-            self._write_line(json.dumps(record, ensure_ascii=False) + "\n")
+        if update.kind == "start" and not self.format.holds_starts:
+            return
+        if self._file is None:
+            raise RuntimeError("the log is closed")
+        self._file.write([{"filename": iso_time(wall_time), **update.to_dict(wall_time)}])
+        self.lines_written += 1
 
     def _close(self) -> None:
         if self._file is not None:
-            handle, self._file = self._file, None
-            handle.close()
+            writer, self._file = self._file, None
+            writer.close()
 
 
 @dataclass(frozen=True)
