@@ -357,7 +357,7 @@ def fit_predict_baseline(
 @contextlib.contextmanager
 def private_feature_cache(folder: Path) -> Iterator[None]:
     """Point snapkit's feature cache (``SNAPKIT_CACHE_DIR``) at ``folder`` for the duration."""
-    from snapkit.training.cache import CACHE_DIR_ENV
+    from snapkit.files import CACHE_DIR_ENV
 
     before = os.environ.get(CACHE_DIR_ENV)
     os.environ[CACHE_DIR_ENV] = str(folder)

@@ -13,6 +13,7 @@ import torch
 from snapkit.dataset.scan import scan_dataset
 from snapkit.errors import DatasetError
 from snapkit.features.config import SNAPKIT
+from snapkit.files import CACHE_DIR_ENV
 from snapkit.training.augment import (
     AugmentConfig,
     SpecAugment,
@@ -23,7 +24,6 @@ from snapkit.training.augment import (
     loudest_offset,
 )
 from snapkit.training.cache import (
-    CACHE_DIR_ENV,
     EmbeddingCache,
     FeatureDataset,
     compute_views,

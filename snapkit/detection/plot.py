@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from snapkit.detection.events import Event
-from snapkit.detection.outputs import replace_atomically
+from snapkit.files import replace_atomically
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

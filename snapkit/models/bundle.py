@@ -20,11 +20,9 @@ Everything stored is a tensor, str, int, float, bool, None, list or dict, so :fu
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import pickle
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ import torch
 
 import snapkit
 from snapkit.errors import SnapkitError
+from snapkit.files import replace_atomically
 from snapkit.models.backbones.registry import backbone_architecture
 from snapkit.models.classifier import SoundClassifier
 from snapkit.models.config import CONVNET, ModelConfig
@@ -166,32 +165,12 @@ class ModelBundle:
         if path.exists() and not overwrite:
             raise SnapkitError(f"The model file {path} already exists; choose another name or allow overwriting it.")
         contents = self.to_dict()
-        temp = temporary_path_beside(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(temp, "xb") as file:
-                torch.save(contents, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, path)
-        except OSError as error:
-            raise SnapkitError(
-                f"Cannot write the model file {path} ({error.strerror}); check the folder, disk space and permissions."
-            ) from error
-        finally:
-            with contextlib.suppress(OSError):
-                temp.unlink()  # only still there if something failed (or Ctrl-C) before the rename
+        with replace_atomically(path, what="the model file") as temp, open(temp, "xb") as file:
+            torch.save(contents, file)
+            file.flush()
+            os.fsync(file.fileno())
         self.path = path
         return path
-
-
-def temporary_path_beside(path: Path) -> Path:
-    """A fresh hidden name beside ``path`` to write to before renaming.
-
-    Not ``tempfile.mkstemp``: that creates the file with mode 0600, and a model should get the user's usual
-    permissions (umask) like any other file they save.
-    """
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
 
 
 def _unreadable(path: Path, detail: str) -> SnapkitError:

@@ -28,7 +28,6 @@ import contextlib
 import copy
 import json
 import logging
-import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +38,8 @@ import torch
 
 import snapkit
 from snapkit.errors import SnapkitError
-from snapkit.models.bundle import ModelBundle, temporary_path_beside
+from snapkit.files import replace_atomically
+from snapkit.models.bundle import ModelBundle
 from snapkit.models.classifier import SoundClassifier
 
 ExportFormat = Literal["onnx", "torchscript"]
@@ -103,7 +103,7 @@ def export_model(
     with torch.no_grad():
         expected = [tensor.numpy() for tensor in model(check)]
 
-    with _atomic_file(path) as temp:
+    with replace_atomically(path, what=f"the {format} export") as temp:
         if format == "onnx":
             _export_onnx(model, example, temp)
             actual = _run_onnx(temp, check)
@@ -118,7 +118,7 @@ def export_model(
                         f"The {format} export of {name} differs from the model by {difference:.3g} "
                         f"(allowed {TOLERANCE}); this is a snapkit bug, please report it."
                     )
-    with _atomic_file(sidecar) as temp:
+    with replace_atomically(sidecar) as temp:
         temp.write_text(json.dumps(_sidecar(bundle, model, path, format), indent=2) + "\n", encoding="utf-8")
     return path
 
@@ -202,20 +202,6 @@ def _quiet() -> Iterator[None]:
             yield
     finally:
         onnx_logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path``; renamed to ``path`` if the block succeeds, deleted otherwise."""
-    temp = temporary_path_beside(path)
-    try:
-        yield temp
-        os.replace(temp, path)
-    except OSError as error:
-        raise SnapkitError(f"Cannot write {path} ({error.strerror}); check the disk space and permissions.") from error
-    finally:
-        with contextlib.suppress(OSError):
-            temp.unlink()
 
 
 def _sidecar(bundle: ModelBundle, model: SoundClassifier, path: Path, format: str) -> dict[str, Any]:

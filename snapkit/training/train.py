@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
 from snapkit.dataset.scan import scan_dataset
 from snapkit.errors import SnapkitError
+from snapkit.files import jsonable
 from snapkit.models.backbones.base import FrameEmbedder
 from snapkit.models.backbones.registry import BACKBONES, load_backbone
 from snapkit.models.bundle import ModelBundle
@@ -388,13 +389,13 @@ def run_training(
         "seconds": seconds,
         "data_dir": str(plan.data_dir),
     }
-    ModelBundle(model=model, config=config, thresholds=threshold_dict, training=_jsonable(training_info)).save(
+    ModelBundle(model=model, config=config, thresholds=threshold_dict, training=jsonable(training_info)).save(
         bundle_path
     )
     metrics_path = out / "metrics.json"
     metrics_path.write_text(
         json.dumps(
-            _jsonable(
+            jsonable(
                 {
                     **report,
                     "thresholds": threshold_dict,
@@ -681,15 +682,3 @@ def _quiet_lightning() -> Iterator[None]:
     finally:
         for logger, level in zip(chatty, levels, strict=True):
             logger.setLevel(level)
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
