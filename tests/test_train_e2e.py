@@ -57,8 +57,8 @@ def test_convnet_trains_and_the_bundle_works_everywhere(small_data: Path, tmp_pa
 
     bundle = load_model(out / "model.snapkit")
     assert bundle.config.labels == ("beep", "smoke_alarm", "snap")
-    assert set(bundle.thresholds) == set(bundle.config.labels)
-    assert all(0 < t["off"] < t["on"] < 1 for t in bundle.thresholds.values())
+    assert set(bundle.calibration) == set(bundle.config.labels)
+    assert all(0 < c.off < c.on < 1 and c.band_hz is not None for c in bundle.calibration.values())
 
     ev = run_cli("evaluate", str(out / "model.snapkit"), str(small_data), "--json", str(tmp_path / "ev.json"))
     assert ev.returncode == 0, ev.stderr

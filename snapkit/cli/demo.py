@@ -41,7 +41,7 @@ def demo(
     result = run_training(
         plan, trainer_options=TrainerOptions(progress_bar=console.is_terminal), log=lambda m: console.print(f"  {m}")
     )
-    print_report(result.report, result.thresholds)
+    print_report(result.report, result.calibration)
     console.print(f"  trained in {result.seconds:.0f} s; model: {result.bundle_path}")
 
     _detect_in_a_stream(out, result.bundle_path, seed)

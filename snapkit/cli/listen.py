@@ -126,13 +126,7 @@ def listen(
             sinks.append(EventPrinter(write=lambda line: console.print(line, highlight=False, markup=False)))
         else:
             sinks.append(EventPrinter())
-        thresholds = {
-            label: (
-                settings.on_thresholds.get(label, bundle.thresholds[label]["on"]),
-                settings.off_thresholds.get(label, bundle.thresholds[label]["off"]),
-            )
-            for label in detector.labels
-        }
+        thresholds = detector.thresholds
         _print_settings(model, detector, thresholds, mic, threads, events, save_clips, notifiers)
         stack.enter_context(mic)
         # Stream second 0 is when the first sample was captured, not when the device was asked to start.

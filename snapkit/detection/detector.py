@@ -50,6 +50,7 @@ from snapkit.audio.levels import band_energy_db
 from snapkit.audio.resample import StreamResampler
 from snapkit.detection.events import Event, EventUpdate
 from snapkit.errors import SnapkitError
+from snapkit.models.calibration import thresholds_in_force
 from snapkit.models.streaming import StreamingClassifier, streaming_unsupported_reason
 
 # Short-time energy frames used to place onsets and offsets inside a model frame.
@@ -134,18 +135,17 @@ class Detector:
         # A coarse edge can be a whole model frame off (0.19 s for sfx-cnn9): search at least that far for the real one.
         self._refine_s = max(s.refine_s, float(model.frame_hop_s))
         self._min_event_cells = max(1, round(s.min_event_s / s.grid_s))
-        profiles = self._class_profiles()
+        calibration = bundle.calibration
         # Per class: at least min_gap_s, and longer than the pauses inside the class's own training clips (plus
         # _PAUSE_MARGIN_S, as the model's probability dips for longer than the sound does).
         self._min_gap_cells = np.array(
-            [
-                max(1, round(max(s.min_gap_s, profiles[c].get("pause_s", 0.0) + _PAUSE_MARGIN_S) / s.grid_s))
-                for c in self.labels
-            ]
+            [max(1, round(max(s.min_gap_s, calibration[c].pause_s + _PAUSE_MARGIN_S) / s.grid_s)) for c in self.labels]
         )
         self._confirm_gap_cells = max(1, round(_CONFIRM_GAP_S / s.grid_s))
-        self._on = np.array([s.on_thresholds.get(c, bundle.thresholds[c]["on"]) for c in self.labels])
-        self._off = np.array([s.off_thresholds.get(c, bundle.thresholds[c]["off"]) for c in self.labels])
+        # Per class (on, off): the bundle's calibration with the settings' overrides.
+        self.thresholds = thresholds_in_force(calibration, s.on_thresholds, s.off_thresholds)
+        self._on = np.array([self.thresholds[c][0] for c in self.labels])
+        self._off = np.array([self.thresholds[c][1] for c in self.labels])
         if np.any(self._off > self._on):
             raise SnapkitError("An off-threshold is above its on-threshold; off must be at most on for each class.")
         self._cannot_stream = streaming_unsupported_reason(model)
@@ -162,7 +162,7 @@ class Detector:
             self._frame_cells = self._frame_cell_spans()
             self._coverage_end_n = self._frame_cells[-1][1]  # where the last frame's span of a window ends
         nyquist = self.model_rate_hz / 2
-        self._bands = [tuple(profiles[c].get("band_hz", (50.0, nyquist))) for c in self.labels]
+        self._bands = [calibration[c].band_hz or (50.0, nyquist) for c in self.labels]
         self._keep_timeline = keep_timeline
         self.reset()
 
@@ -442,12 +442,6 @@ class Detector:
         return cell * self._grid_n / self.model_rate_hz
 
     # ------------------------------------------------------------------ edge refinement
-
-    def _class_profiles(self) -> dict[str, dict]:
-        """Per label, what training measured on its clips (``band_hz``, ``pause_s``; see snapkit.training.profile)."""
-        known = getattr(self.bundle, "training", {}) or {}
-        profiles = known.get("class_profiles", {}) if isinstance(known, dict) else {}
-        return {label: dict(profiles.get(label, {})) for label in self.labels}
 
     def _refine(self, c: int, coarse_s: float, *, rising: bool, audio_end: int) -> float:
         """Place an edge near ``coarse_s`` where the class-band energy crosses halfway (dB) from floor to peak."""

@@ -6,7 +6,8 @@ included: ``waveform [batch, clip_samples]`` (float32 mono in [-1, 1] at the mod
 bundle's ``clip_s``); the batch axis is dynamic in both formats.
 
 A JSON sidecar written next to the model (``<file>.json``, e.g. ``model.onnx.json``) holds what a program
-needs to use the outputs: labels, thresholds, sample rate, clip length, frame hop and frame centre times.
+needs to use the outputs: labels, per-class calibration (thresholds, band, pauses), sample rate, clip length,
+frame hop and frame centre times.
 
 Formats, as checked with torch 2.13:
 
@@ -45,7 +46,7 @@ from snapkit.models.classifier import SoundClassifier
 ExportFormat = Literal["onnx", "torchscript"]
 EXPORT_FORMATS: tuple[str, ...] = ("onnx", "torchscript")
 SIDECAR_FORMAT = "snapkit-export"
-SIDECAR_FORMAT_VERSION = 1
+SIDECAR_FORMAT_VERSION = 2  # 2: "calibration" (per class on, off, band_hz, pause_s) replaced "thresholds"
 # ONNX STFT needs opset 17; 18 is what torch 2.13's exporter targets best and onnxruntime >= 1.14 runs.
 ONNX_OPSET = 18
 INPUT_NAME = "waveform"
@@ -216,7 +217,7 @@ def _sidecar(bundle: ModelBundle, model: SoundClassifier, path: Path, format: st
         "model_format": format,
         "labels": list(model.labels),
         "background_label": model.config.background_label,
-        "thresholds": bundle.thresholds,
+        "calibration": {label: entry.to_dict() for label, entry in (bundle.calibration or {}).items()},
         "sample_rate_hz": model.sample_rate_hz,
         "clip_s": model.config.clip_s,
         "clip_samples": model.clip_samples,

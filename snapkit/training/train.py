@@ -31,6 +31,7 @@ from snapkit.files import jsonable
 from snapkit.models.backbones.base import FrameEmbedder
 from snapkit.models.backbones.registry import BACKBONES, load_backbone
 from snapkit.models.bundle import ModelBundle
+from snapkit.models.calibration import Calibration
 from snapkit.models.classifier import SoundClassifier
 from snapkit.models.config import ModelConfig
 from snapkit.models.predict import probabilities_from_features, window_features
@@ -185,7 +186,7 @@ class TrainResult:
     metrics_path: Path
     tensorboard_dir: Path
     report: dict[str, object]
-    thresholds: dict[str, dict[str, float]]
+    calibration: Calibration  # per class: thresholds, band and pauses, as the bundle stores them
     seconds: float
     embedding_stats: str | None = None
     warnings: list[str] = field(default_factory=list)  # one sentence each: a near-chance model, a cut-short fit
@@ -377,11 +378,16 @@ def run_training(
     if final.logger is not None:
         _log_augmented_examples(final.logger.experiment, plan, clips, template, clip_samples)
     model = final.model.eval()
-    threshold_dict = {label: t.to_dict() for label, t in thresholds.items()}
     seconds = time.monotonic() - start
+    # The bundle's calibration: each class's thresholds with what its clips measured (band, pauses).
     profiles = class_profiles(clips.waveforms, clips.labels, clips.sample_rate_hz, s.background_label)
+    calibration = {
+        label: replace(entry, band_hz=profiles[label].band_hz, pause_s=profiles[label].pause_s)
+        if label in profiles
+        else entry
+        for label, entry in thresholds.items()
+    }
     training_info = {
-        "class_profiles": {label: profile.to_dict() for label, profile in profiles.items()},
         "settings": asdict(s),
         "augment": plan.augment.to_dict(),
         "counts": plan.counts,
@@ -389,16 +395,14 @@ def run_training(
         "seconds": seconds,
         "data_dir": str(plan.data_dir),
     }
-    ModelBundle(model=model, config=config, thresholds=threshold_dict, training=jsonable(training_info)).save(
-        bundle_path
-    )
+    ModelBundle(model=model, config=config, calibration=calibration, training=jsonable(training_info)).save(bundle_path)
     metrics_path = out / "metrics.json"
     metrics_path.write_text(
         json.dumps(
             jsonable(
                 {
                     **report,
-                    "thresholds": threshold_dict,
+                    "calibration": {label: entry.to_dict() for label, entry in calibration.items()},
                     "seconds": seconds,
                     "counts": plan.counts,
                     "backbone": s.backbone,
@@ -412,7 +416,7 @@ def run_training(
         metrics_path=metrics_path,
         tensorboard_dir=tb_dir,
         report=report,
-        thresholds=threshold_dict,
+        calibration=calibration,
         seconds=seconds,
         embedding_stats=inputs.embedding_stats,
         warnings=notes,
