@@ -54,6 +54,8 @@ def test_convnet_trains_and_the_bundle_works_everywhere(small_data: Path, tmp_pa
     images = final_log.Tags()["images"]
     assert "confusion_matrix" in images and any(t.startswith("augmented_views/") for t in images), images
     assert any(t.startswith("train/loss") for t in final_log.Tags()["scalars"])
+    # The bundle is the one model a run leaves: no Lightning checkpoints beside it (nothing resumes from them).
+    assert not list(out.rglob("*.ckpt")) and not (out / "checkpoints").exists()
 
     bundle = load_model(out / "model.snapkit")
     assert bundle.config.labels == ("beep", "smoke_alarm", "snap")
