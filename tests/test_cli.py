@@ -79,3 +79,9 @@ def test_a_folder_given_as_model_names_model_snapkit(tmp_path: Path) -> None:
     message = " ".join(result.stderr.split())
     assert "is a folder" in message and str(run / "model.snapkit") in message
     assert ".pt" not in message and "Traceback" not in message
+
+
+def test_every_out_option_has_the_short_form() -> None:
+    for command in ("train", "export", "demo"):
+        out = [line for line in _invoke(command, "--help").output.splitlines() if "--out" in line]
+        assert out and "-o" in out[0].replace("--out", ""), (command, out)

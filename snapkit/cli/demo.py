@@ -17,7 +17,7 @@ DEMO_MARKER = ".snapkit-demo"
 
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the demo's generated data and results.")] = Path(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's generated data and results.")] = Path(
         "runs/demo"
     ),
     clips_per_class: Annotated[int, typer.Option("--clips", min=3, help="Generated clips per class.")] = 10,
