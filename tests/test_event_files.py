@@ -480,7 +480,7 @@ def test_the_real_detector_gives_identical_records_in_both_commands(
 ) -> None:
     """The conftest ConvNet on a generated stream: `detect` reads the file, `listen` hears it through the fake
     microphone in 50 ms blocks, both every 0.25 s; events do not depend on chunking, so the records are the same."""
-    from snapkit.synth import make_stream
+    from snapkit.eval.synth import make_stream
     from tests.conftest import DETECTOR_CLASSES
 
     # Five sounds of all three classes (seed 5), loud enough to be found.

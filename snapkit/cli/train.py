@@ -128,9 +128,7 @@ def train(
     try:
         result = run_training(plan, weights=weights, trainer_options=options, log=lambda m: console.print(m))
     except KeyboardInterrupt:
-        console.print(
-            f"\nTraining interrupted; no model was saved. Lightning checkpoints are in {out / 'checkpoints'}."
-        )
+        console.print("\nTraining interrupted; no model was saved.")
         raise typer.Exit(130) from None
     print_report(result.report, result.calibration)
     for note in result.warnings:

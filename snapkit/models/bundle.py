@@ -150,7 +150,7 @@ class ModelBundle:
         """
         path = Path(path)
         if path.is_dir():
-            raise SnapkitError(f"{path} is a folder; give a file name for the model, e.g. {path / 'model.pt'}.")
+            raise SnapkitError(f"{path} is a folder; give a file name for the model, e.g. {path / 'model.snapkit'}.")
         if path.exists() and not overwrite:
             raise SnapkitError(f"The model file {path} already exists; choose another name or allow overwriting it.")
         contents = self.to_dict()
@@ -184,7 +184,8 @@ def load_model(path: Path | str) -> ModelBundle:
         raise SnapkitError(f"There is no model file at {path}; check the path, or train one with `snapkit train`.")
     if path.is_dir():
         raise SnapkitError(
-            f"{path} is a folder, not a model file; give the path of the .pt file `snapkit train` wrote."
+            f"{path} is a folder, not a model file; give the model.snapkit file that `snapkit train` wrote, "
+            f"such as {path / 'model.snapkit'}."
         )
     try:
         contents = torch.load(path, map_location="cpu", weights_only=True)

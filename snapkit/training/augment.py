@@ -9,7 +9,7 @@ Two stages:
   model, in training mode only.
 
 The *active part* of a sound is its 10 ms frames within 20 dB of its loudest frame, the rule
-``snapkit.synth.active_power`` uses to plant events, so "mixed at 0 dB" means the same in synthetic data and in
+``snapkit.eval.synth.active_power`` uses to plant events, so "mixed at 0 dB" means the same in synthetic data and in
 augmentation: a 50 ms snap mixed at 0 dB is as loud as the background while it sounds, not 16 dB quieter as a
 whole-clip SNR would make it.
 """

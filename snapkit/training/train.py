@@ -518,7 +518,6 @@ def _fit(
     options: TrainerOptions,
     pace: _Pace,
 ) -> SoundEventModule:
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
     s = inputs.plan.settings
@@ -546,18 +545,9 @@ def _fit(
         else None
     )
     logger = TensorBoardLogger(save_dir=str(tb_dir), name="", version=name, default_hp_metric=False)
-    # Only the final fit is checkpointed, every 10 epochs: a head's checkpoint carries the frozen backbone (20 MB
-    # for sfx-cnn9), and writing one per epoch of every fold dominated training time.
-    callbacks = (
-        [
-            ModelCheckpoint(
-                dirpath=str(inputs.plan.out_dir / "checkpoints"), save_last=True, save_top_k=0, every_n_epochs=10
-            )
-        ]
-        if name == "final"
-        else []
-    )
-    callbacks += pace.callbacks(name)
+    # No Lightning checkpoints: nothing resumes from them (the bundle is the one output, written once training ends),
+    # and each carried the whole model, 19 MB with a frozen sfx-cnn9, several per run.
+    callbacks = pace.callbacks(name)
     with _quiet_lightning():
         trainer = L.Trainer(
             max_epochs=pace.budget.epochs,
@@ -569,6 +559,7 @@ def _fit(
             precision=options.precision,
             logger=logger,
             callbacks=callbacks,
+            enable_checkpointing=False,
             enable_progress_bar=options.progress_bar,
             enable_model_summary=False,
             log_every_n_steps=1,
