@@ -590,8 +590,9 @@ def test_run_live_notifies_finished_events_with_their_clip_and_a_slow_detector_i
     summary = run_live(
         FakeDetector(push_delay_s=0.001),
         TrackingSource(audio),
-        [saver, EventPrinter(write=lines.append)],
+        [EventPrinter(write=lines.append)],
         [recorder],
+        clip_saver=saver,
         wall_time=WALL,
     )
     assert summary.events == 2 and summary.clips_saved == 2
@@ -720,3 +721,8 @@ def test_listen_command_refuses_a_bad_log_name_before_opening_the_device(
     listen_cli.register(app)
     result = CliRunner().invoke(app, ["listen", "m.snapkit", "--events", str(tmp_path / "log.txt")])
     assert isinstance(result.exception, SnapkitError) and ".txt" in str(result.exception)
+
+
+def test_each_notifier_says_where_it_sends() -> None:
+    assert WebhookNotifier("http://127.0.0.1:9/hook").target == "http://127.0.0.1:9/hook"
+    assert ExecNotifier("true --now").target == "true --now"
