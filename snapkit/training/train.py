@@ -18,20 +18,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
 
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
-from snapkit.dataset.scan import scan_dataset
+from snapkit.dataset.scan import Dataset, scan_dataset
 from snapkit.errors import SnapkitError
-from snapkit.files import jsonable
+from snapkit.files import jsonable, write_atomically
 from snapkit.models.backbones.base import FrameEmbedder
 from snapkit.models.backbones.registry import BACKBONES, load_backbone
 from snapkit.models.bundle import ModelBundle
-from snapkit.models.calibration import Calibration
+from snapkit.models.calibration import Calibration, ClassCalibration
 from snapkit.models.classifier import SoundClassifier
 from snapkit.models.config import ModelConfig
 from snapkit.models.predict import probabilities_from_features, window_features
@@ -143,6 +145,7 @@ class TrainPlan:
     folds: int
     warnings: list[str] = field(default_factory=list)
     budget: TrainBudget | None = None  # None: plan_training fills it in
+    dataset: Dataset | None = field(default=None, repr=False)  # the scan the plan rests on; None: scanned again
 
     def describe(self) -> list[str]:
         """Lines for the plan printout, before anything slow happens."""
@@ -263,6 +266,7 @@ def plan_training(
         folds=folds,
         warnings=list(notes),
         budget=budget,
+        dataset=dataset,
     )
 
 
@@ -291,7 +295,11 @@ def run_training(
     trainer_options: TrainerOptions | None = None,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Carry out ``plan``: writes ``model.snapkit``, ``metrics.json`` and TensorBoard logs into ``plan.out_dir``."""
+    """Carry out ``plan``: writes ``model.snapkit``, ``metrics.json`` and TensorBoard logs into ``plan.out_dir``.
+
+    Four steps: load the clips (and, for a head, their cached views); fit every cross-validation fold and the final
+    model (:func:`_fit_all`); calibrate and report on the held-out clips (:func:`_assess`); save (:func:`_save`).
+    """
     start = time.monotonic()
     s, options = plan.settings, trainer_options or TrainerOptions()
     out = plan.out_dir
@@ -304,81 +312,28 @@ def run_training(
     backbone = load_backbone(s.backbone, weights) if s.is_head else None
     config = _model_config(s, plan.classes)
     template = SoundClassifier(config, backbone)
-    rate = template.sample_rate_hz
-    dataset = scan_dataset(plan.data_dir, background_label=s.background_label)
-    clips = load_clipset(dataset, rate, progress=options.progress_bar)
-    clip_samples = round((s.clip_s or CONVNET_CLIP_S) * rate)
-    targets = torch.as_tensor(clips.targets())
-    labels = np.asarray(clips.labels)
-
+    dataset = plan.dataset or scan_dataset(plan.data_dir, background_label=s.background_label)
+    clips = load_clipset(dataset, template.sample_rate_hz, progress=options.progress_bar)
+    clip_samples = round((s.clip_s or CONVNET_CLIP_S) * template.sample_rate_hz)
     inputs = _Inputs(plan, clips, template, backbone, clip_samples, log, progress=options.progress_bar)
-    tb_dir = out / "tensorboard"
     pace = _Pace(plan, start, log, plain_lines=not options.progress_bar)
 
-    # Held-out clips are scored whole, as `snapkit predict` and `evaluate` will score a user's clips, so the
-    # estimate and the thresholds describe what the user gets. held_pooled: pooled frame probabilities (the
-    # detector's thresholds); held_probs: decision probabilities (the clip thresholds and the estimate).
-    held_probs: torch.Tensor | None = None
-    held_pooled: torch.Tensor | None = None
-    held_idx: np.ndarray | None = None
-    if plan.folds >= 2:
-        held_probs, held_pooled = torch.zeros_like(targets), torch.zeros_like(targets)
-        for k, (train_idx, test_idx) in enumerate(stratified_folds(labels, plan.folds, s.seed), start=1):
-            log(f"fold {k}/{plan.folds}: training on {len(train_idx)} clips, testing on {len(test_idx)}")
-            module = _fit(inputs, config, backbone, train_idx, None, f"fold-{k}", tb_dir, options, pace)
-            held_pooled[test_idx], held_probs[test_idx] = inputs.score_whole(module.model, test_idx)
-        held_idx = np.arange(len(labels))
-        log(f"final model: training on all {len(labels)} clips")
-        final = _fit(inputs, config, backbone, np.arange(len(labels)), None, "final", tb_dir, options, pace)
-    elif plan.folds == 1:
-        train_idx, val_idx = stratified_split(labels, s.val_fraction, s.seed)
-        final = _fit(inputs, config, backbone, train_idx, val_idx, "final", tb_dir, options, pace)
-        held_pooled, held_probs = inputs.score_whole(final.model, val_idx)
-        held_idx = val_idx
-    else:
-        final = _fit(inputs, config, backbone, np.arange(len(labels)), None, "final", tb_dir, options, pace)
-
-    if held_probs is not None and held_pooled is not None and held_idx is not None:
-        held_targets = targets[held_idx]
-        thresholds = calibrate_thresholds(held_pooled, held_targets, plan.classes)
-        # The estimate is of the user's own clips: generated stand-in noise is trivially told from a sound, and
-        # counting it made the estimate 0.05-0.09 too high on real kitchen20 episodes.
-        recorded = torch.as_tensor([not clips.generated[int(i)] for i in held_idx])
-        report = clip_report(
-            held_probs[recorded],
-            held_targets[recorded],
-            plan.classes,
-            s.background_label,
-            [thresholds[c].on for c in plan.classes],
-            background_is_rest=config.clip_head,
-        )
-        report["estimate"] = plan.estimate
-        writer = final.logger.experiment if final.logger is not None else None
-        if writer is not None:
-            tb.log_confusion_matrix(writer, report["confusion_matrix"], report["classes"])
-            tb.log_pr_curves(writer, held_probs, held_targets, plan.classes)
-    else:
-        thresholds = calibrate_thresholds(
-            torch.zeros(0, len(plan.classes)), torch.zeros(0, len(plan.classes)), plan.classes
-        )
-        report = {"estimate": plan.estimate}
-
-    # Never silently: a model no better than always answering one class is still saved (it was asked for),
-    # but the user, metrics.json and the bundle all say so.
+    final, held = _fit_all(inputs, config, backbone, out / "tensorboard", options, pace, log)
+    thresholds, report = _assess(plan, config, clips, final, held)
     notes = list(pace.notes)
-    if held_idx is not None and "accuracy" in report:
-        scored = [int(i) for i in held_idx if not clips.generated[int(i)]]  # the clips the accuracy counts
-        chance = check_chance(float(report["accuracy"]), labels[scored].tolist())
+    if held is not None and "accuracy" in report:
+        # Never silently: a model no better than always answering one class is still saved (it was asked for),
+        # but the user, metrics.json and the bundle all say so.
+        scored = [int(i) for i in held.indices if not clips.generated[int(i)]]  # the clips the accuracy counts
+        chance = check_chance(float(report["accuracy"]), [clips.labels[i] for i in scored])
         report["chance"] = chance.to_dict()
         if chance.near_chance:
             notes.append(near_chance_sentence(chance, s.backbone, plan.estimate))
     report["time"] = pace.summary(time.monotonic() - start)
     report["warnings"] = notes
-
     if final.logger is not None:
         _log_augmented_examples(final.logger.experiment, plan, clips, template, clip_samples)
-    model = final.model.eval()
-    seconds = time.monotonic() - start
+
     # The bundle's calibration: each class's thresholds with what its clips measured (band, pauses).
     profiles = class_profiles(clips.waveforms, clips.labels, clips.sample_rate_hz, s.background_label)
     calibration = {
@@ -387,6 +342,104 @@ def run_training(
         else entry
         for label, entry in thresholds.items()
     }
+    seconds = time.monotonic() - start
+    metrics_path = _save(plan, final.model.eval(), config, calibration, report, seconds, bundle_path)
+    return TrainResult(
+        bundle_path=bundle_path,
+        metrics_path=metrics_path,
+        tensorboard_dir=out / "tensorboard",
+        report=report,
+        calibration=calibration,
+        seconds=seconds,
+        embedding_stats=inputs.embedding_stats,
+        warnings=notes,
+    )
+
+
+@dataclass(frozen=True)
+class _HeldOut:
+    """What the models that never saw them made of the held-out clips, scored whole as ``snapkit predict`` and
+    ``evaluate`` will score a user's clips, so the estimate and the thresholds describe what the user gets.
+
+    ``indices`` ``[n]`` into the clips; ``pooled`` ``[n, classes]`` pooled frame probabilities (the detector's
+    thresholds); ``decision`` ``[n, classes]`` decision probabilities (the clip decision and the estimate)."""
+
+    indices: np.ndarray
+    pooled: torch.Tensor
+    decision: torch.Tensor
+
+
+def _fit_all(
+    inputs: _Inputs,
+    config: ModelConfig,
+    backbone: FrameEmbedder | None,
+    tb_dir: Path,
+    options: TrainerOptions,
+    pace: _Pace,
+    log: Callable[[str], None],
+) -> tuple[SoundEventModule, _HeldOut | None]:
+    """Every fit of the plan: k folds then a final model on all clips, a held-out split, or one model on all clips
+    (no estimate). Returns the final model and the held-out scores (None without an estimate)."""
+    plan, s = inputs.plan, inputs.plan.settings
+    labels = np.asarray(inputs.clips.labels)
+    everything = np.arange(len(labels))
+    if plan.folds >= 2:
+        pooled, decision = torch.zeros_like(inputs.targets), torch.zeros_like(inputs.targets)
+        for k, (train_idx, test_idx) in enumerate(stratified_folds(labels, plan.folds, s.seed), start=1):
+            log(f"fold {k}/{plan.folds}: training on {len(train_idx)} clips, testing on {len(test_idx)}")
+            module = _fit(inputs, config, backbone, train_idx, None, f"fold-{k}", tb_dir, options, pace)
+            pooled[test_idx], decision[test_idx] = inputs.score_whole(module.model, test_idx)
+        log(f"final model: training on all {len(labels)} clips")
+        final = _fit(inputs, config, backbone, everything, None, "final", tb_dir, options, pace)
+        return final, _HeldOut(everything, pooled, decision)
+    if plan.folds == 1:
+        train_idx, val_idx = stratified_split(labels, s.val_fraction, s.seed)
+        final = _fit(inputs, config, backbone, train_idx, val_idx, "final", tb_dir, options, pace)
+        return final, _HeldOut(val_idx, *inputs.score_whole(final.model, val_idx))
+    return _fit(inputs, config, backbone, everything, None, "final", tb_dir, options, pace), None
+
+
+def _assess(
+    plan: TrainPlan, config: ModelConfig, clips: ClipSet, final: SoundEventModule, held: _HeldOut | None
+) -> tuple[dict[str, ClassCalibration], dict[str, Any]]:
+    """Thresholds calibrated on the held-out clips and the report of how they were classified (logged to
+    TensorBoard too); the default thresholds and no figures without held-out clips."""
+    classes = plan.classes
+    if held is None:
+        empty = torch.zeros(0, len(classes))
+        return calibrate_thresholds(empty, empty, classes), {"estimate": plan.estimate}
+    targets = torch.as_tensor(clips.targets())[held.indices]
+    thresholds = calibrate_thresholds(held.pooled, targets, classes)
+    # The estimate is of the user's own clips: generated stand-in noise is trivially told from a sound, and
+    # counting it made the estimate 0.05-0.09 too high on real kitchen20 episodes.
+    recorded = torch.as_tensor([not clips.generated[int(i)] for i in held.indices])
+    report = clip_report(
+        held.decision[recorded],
+        targets[recorded],
+        classes,
+        plan.settings.background_label,
+        [thresholds[c].on for c in classes],
+        background_is_rest=config.clip_head,
+    )
+    report["estimate"] = plan.estimate
+    writer = final.logger.experiment if final.logger is not None else None
+    if writer is not None:
+        tb.log_confusion_matrix(writer, report["confusion_matrix"], report["classes"])
+        tb.log_pr_curves(writer, held.decision, targets, classes)
+    return thresholds, report
+
+
+def _save(
+    plan: TrainPlan,
+    model: SoundClassifier,
+    config: ModelConfig,
+    calibration: Calibration,
+    report: dict[str, Any],
+    seconds: float,
+    bundle_path: Path,
+) -> Path:
+    """Write the bundle and ``metrics.json`` beside it; returns the metrics path."""
+    s = plan.settings
     training_info = {
         "settings": asdict(s),
         "augment": plan.augment.to_dict(),
@@ -396,31 +449,14 @@ def run_training(
         "data_dir": str(plan.data_dir),
     }
     ModelBundle(model=model, config=config, calibration=calibration, training=jsonable(training_info)).save(bundle_path)
-    metrics_path = out / "metrics.json"
-    metrics_path.write_text(
-        json.dumps(
-            jsonable(
-                {
-                    **report,
-                    "calibration": {label: entry.to_dict() for label, entry in calibration.items()},
-                    "seconds": seconds,
-                    "counts": plan.counts,
-                    "backbone": s.backbone,
-                }
-            ),
-            indent=2,
-        )
-    )
-    return TrainResult(
-        bundle_path=bundle_path,
-        metrics_path=metrics_path,
-        tensorboard_dir=tb_dir,
-        report=report,
-        calibration=calibration,
-        seconds=seconds,
-        embedding_stats=inputs.embedding_stats,
-        warnings=notes,
-    )
+    metrics = {
+        **report,
+        "calibration": {label: entry.to_dict() for label, entry in calibration.items()},
+        "seconds": seconds,
+        "counts": plan.counts,
+        "backbone": s.backbone,
+    }
+    return write_atomically(bundle_path.parent / "metrics.json", json.dumps(jsonable(metrics), indent=2))
 
 
 def _model_config(s: TrainSettings, classes: tuple[str, ...]) -> ModelConfig:
@@ -493,7 +529,7 @@ class _Inputs:
         model.train(was_training)
         return torch.stack(pooled), torch.stack(decision)
 
-    def dataset(self, indices: np.ndarray, *, train: bool) -> Dataset:
+    def dataset(self, indices: np.ndarray, *, train: bool) -> TorchDataset:
         if self.views is not None:
             return FeatureDataset([self.views[i] for i in indices], self.targets[indices], train=train)
         # backgrounds=None: mix only background clips of this subset, so a fold never hears its test audio.
