@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from snapkit.detection.detector import Detector
+from snapkit.eval.synth import make_dataset, make_stream
 from snapkit.models.bundle import load_model
-from snapkit.synth import make_dataset, make_stream
 from snapkit.training.train import TrainerOptions, TrainSettings, plan_training, run_training
 
 COLLAR_S = 0.2  # a detection within this of a planted onset, with its label, finds it

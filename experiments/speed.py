@@ -36,12 +36,12 @@ import numpy as np
 import torch
 
 from snapkit.detection.detector import Detector, DetectorSettings
+from snapkit.eval.synth import iter_stream, make_stream
 from snapkit.models.backbones.registry import BACKBONES, backbone_architecture
 from snapkit.models.bundle import ModelBundle
 from snapkit.models.classifier import SoundClassifier
 from snapkit.models.config import ModelConfig
 from snapkit.models.streaming import streaming_unsupported_reason
-from snapkit.synth import iter_stream, make_stream
 
 CLASSES = ("beep", "scratch", "smoke_alarm")
 ARCHITECTURES = ("convnet", *BACKBONES)
@@ -114,7 +114,7 @@ def child_rtf(backbone: str, mode: str, seconds: float) -> dict[str, object]:
 
 def child_train(backbone: str) -> dict[str, object]:
     """Train on 5 classes x 10 generated clips with snapkit's defaults (all threads, as ``snapkit train`` does)."""
-    from snapkit.synth import make_dataset
+    from snapkit.eval.synth import make_dataset
     from snapkit.training.train import TrainerOptions, TrainSettings, plan_training, run_training
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,7 +136,7 @@ def child_train(backbone: str) -> dict[str, object]:
 def delays(bundle: ModelBundle, compute_per_run_s: float, minutes: float = 5.0) -> list[float]:
     """Onset-to-report delays (s) of detected events that match a planted one (same label, onset within 0.2 s)."""
     rate = bundle.model.sample_rate_hz
-    from snapkit.synth import SOUND_CLASSES
+    from snapkit.eval.synth import SOUND_CLASSES
 
     classes = tuple(label for label in bundle.labels if label in SOUND_CLASSES)
     if not classes:

@@ -7,7 +7,7 @@
         --backbone sfx-cnn9
 
 DATA_DIR is any class-folder dataset (``DATA_DIR/<label>/*.wav`` with a ``background`` class); without it one is
-generated (snapkit.synth).
+generated (snapkit.eval.synth).
 
 **Real recordings** (``--set``, labelled sets as experiments/realsets.py reads them: weakly labelled clips, each
 with its source recording) are taken as they are. ``--events`` are the classes to detect, ``--ambience`` the room's
@@ -22,11 +22,11 @@ fills it); the false-alarm audio is held-out ambience with other sounds planted 
 1. Of every class, background included, ``--held-out`` of the clips (at least one) are set aside; a model is
    trained on the rest with snapkit's own training (``--backbone``), as ``snapkit train`` would.
 2. For each ``--snr``, a soundscape of ``--minutes`` is built from the held-out clips alone
-   (snapkit.detection.soundscape): held-out target clips planted over a bed of held-out background clips at random
+   (snapkit.eval.soundscape): held-out target clips planted over a bed of held-out background clips at random
    times, at least ``--min-gap-s`` apart. Reference onsets/offsets come from each clip's own energy envelope. The
    soundscapes share the seed, so they hold the same events at the same times and differ only in SNR.
 3. Each soundscape is written to WAV and streamed through the detector in 1 s blocks (FileSource, the path of
-   ``snapkit detect``); the finished events are scored (snapkit.detection.scoring, checked against sed_eval):
+   ``snapkit detect``); the finished events are scored (snapkit.eval.scoring, checked against sed_eval):
    event-based P/R/F1 with a 200 ms onset collar and an offset collar of max(200 ms, 50 % of the event), onset-only
    F1, segment-based F1 over 1 s segments, and the onset/offset errors of the pairs matched by onset alone (so the
    offset collar does not cut the offset errors off).
@@ -72,7 +72,8 @@ from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
 from snapkit.dataset.scan import scan_dataset
 from snapkit.detection.detector import Detector, DetectorSettings
 from snapkit.detection.events import Event
-from snapkit.detection.scoring import (
+from snapkit.errors import SnapkitError
+from snapkit.eval.scoring import (
     DEFAULT_OFFSET_COLLAR_RATE,
     DEFAULT_OFFSET_COLLAR_S,
     DEFAULT_ONSET_COLLAR_S,
@@ -81,10 +82,9 @@ from snapkit.detection.scoring import (
     false_alarms_per_hour,
     segment_scores,
 )
-from snapkit.detection.soundscape import SoundClip, event_span, make_soundscape, split_for_soundscapes
-from snapkit.errors import SnapkitError
+from snapkit.eval.soundscape import SoundClip, event_span, make_soundscape, split_for_soundscapes
+from snapkit.eval.synth import make_dataset
 from snapkit.models.bundle import ModelBundle, load_model
-from snapkit.synth import make_dataset
 from snapkit.training.train import BACKBONE_CHOICES, TrainerOptions, TrainSettings, plan_training, run_training
 
 CLASSES = ("beep", "smoke_alarm", "scratch", "snap")
@@ -434,7 +434,7 @@ def load_piece(piece: AudioPiece, rate_hz: int) -> np.ndarray:
 
 def reference_span(audio: np.ndarray, rate_hz: int) -> tuple[int, int]:
     """Samples ``[start, end)`` of the sound in a weakly labelled clip ``[samples]``: the span of its
-    noise-relative envelope (:func:`snapkit.detection.soundscape.event_span`), or the whole clip when the envelope
+    noise-relative envelope (:func:`snapkit.eval.soundscape.event_span`), or the whole clip when the envelope
     rises less than ``FILLS_CLIP_CONTRAST_DB`` above its own 20th percentile (the sound fills the clip, so the clip
     has no noise of its own to measure it against)."""
     envelope, _ = _whitened_envelope(audio, rate_hz, GROUND_TRUTH_FRAME_S)
@@ -808,7 +808,7 @@ def markdown(context: dict, per_snr: dict[float, dict], total: dict, background:
             ]
             lines.append(f"| {snr_name(row['snr_db'])} | " + " | ".join(pairs) + " |")
         lines.append("")
-        lines.append("All equal." if c["sed_eval_agrees"] else "**They differ: check snapkit.detection.scoring.**")
+        lines.append("All equal." if c["sed_eval_agrees"] else "**They differ: check snapkit.eval.scoring.**")
     lines += ["", "![errors](timing_errors.png)", "", "![F1 against SNR](timing_f1_vs_snr.png)", ""]
     return "\n".join(lines)
 
@@ -885,7 +885,7 @@ def prepare_data(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
         seed=args.seed,
     )
     return data_dir, (
-        f"generated (snapkit.synth, seed {args.seed}): {', '.join(args.classes)} x {args.clips} clips, "
+        f"generated (snapkit.eval.synth, seed {args.seed}): {', '.join(args.classes)} x {args.clips} clips, "
         f"{args.background_clips} background clips"
     )
 

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from snapkit.dataset.scan import scan_dataset
+from snapkit.eval.synth import make_dataset
 from snapkit.models.backbones.registry import load_backbone
-from snapkit.synth import make_dataset
 from snapkit.training.augment import fit_to_length
 from snapkit.training.data import load_clipset, stratified_folds
 from snapkit.training.train import TrainerOptions, TrainSettings, plan_training, run_training

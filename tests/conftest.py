@@ -94,7 +94,7 @@ def run_cli(
 @pytest.fixture(scope="session")
 def detector_bundle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ConvNet trained once per test session on generated sounds (4 classes x 12 clips + background)."""
-    from snapkit.synth import make_dataset
+    from snapkit.eval.synth import make_dataset
     from snapkit.training.train import TrainerOptions, TrainSettings, plan_training, run_training
 
     reuse = os.environ.get("SNAPKIT_TEST_DETECTOR_BUNDLE")  # for quick local reruns; CI always trains

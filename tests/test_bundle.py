@@ -17,11 +17,13 @@ from snapkit.errors import SnapkitError
 from snapkit.models import ModelBundle, ModelConfig, SoundClassifier, load_model
 from snapkit.models.backbones.registry import backbone_architecture
 from snapkit.models.bundle import FORMAT, FORMAT_VERSION
+from snapkit.models.calibration import ClassCalibration
 from snapkit.models.export import export_model, sidecar_path
 
 from .conftest import SHARED_MODELS, skip_or_fail
 
 LABELS = ("clap", "snap")
+DATA = Path(__file__).parent / "data"
 REAL_SFX_CHECKPOINT = SHARED_MODELS / "sfx-cnn9" / "checkpoint.pth"
 
 
@@ -57,9 +59,12 @@ def _outputs(model: torch.nn.Module, waveform: torch.Tensor) -> list[np.ndarray]
 
 def test_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
     model = _trained_convnet(pooling="linear_softmax", head_hidden=8)
-    thresholds = {"clap": {"on": 0.6, "off": 0.4}, "snap": {"on": 0.7, "off": 0.2}}
+    calibration = {
+        "clap": ClassCalibration(on=0.6, off=0.4, band_hz=(300.0, 4000.0), pause_s=0.25),
+        "snap": ClassCalibration(on=0.7, off=0.2),
+    }
     training = {"val/f1": np.float32(0.75), "loss": torch.tensor(0.25), "clips": {"clap": 12, "snap": 9}, "x": (1, 2)}
-    bundle = ModelBundle.from_model(model, thresholds=thresholds, training=training)
+    bundle = ModelBundle.from_model(model, calibration=calibration, training=training)
     path = bundle.save(tmp_path / "model.pt")
     assert bundle.path == path
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left behind
@@ -67,7 +72,7 @@ def test_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
     loaded = load_model(path)
     assert not loaded.model.training
     assert loaded.config == model.config
-    assert loaded.thresholds == thresholds
+    assert loaded.calibration == calibration
     assert loaded.training == {"val/f1": 0.75, "loss": 0.25, "clips": {"clap": 12, "snap": 9}, "x": [1, 2]}
     assert loaded.snapkit_version == snapkit.__version__
     assert loaded.path == path
@@ -82,7 +87,7 @@ def test_round_trip_of_a_head_on_a_backbone(tmp_path: Path) -> None:
     model.eval()  # dropout off, for comparable outputs
     path = ModelBundle.from_model(model).save(tmp_path / "cnn6.pt")
     loaded = load_model(path)
-    assert loaded.thresholds == {label: {"on": 0.5, "off": 0.35} for label in LABELS}  # the defaults
+    assert loaded.calibration == {label: ClassCalibration(on=0.5, off=0.35) for label in LABELS}  # the defaults
     assert loaded.model.backbone is not None and loaded.model.backbone.frozen
     waveform = _noise(model)
     for want, got in zip(_outputs(model, waveform), _outputs(loaded.model, waveform), strict=True):
@@ -107,17 +112,23 @@ def test_save_refuses_to_overwrite(tmp_path: Path) -> None:
     with pytest.raises(SnapkitError, match="already exists"):
         bundle.save(path)
     assert path.read_bytes() == before
-    bundle.thresholds = {"clap": {"on": 0.9, "off": 0.1}, "snap": {"on": 0.5, "off": 0.35}}
+    bundle.calibration = {"clap": ClassCalibration(on=0.9, off=0.1), "snap": ClassCalibration()}
     bundle.save(path, overwrite=True)
-    assert load_model(path).thresholds["clap"] == {"on": 0.9, "off": 0.1}
+    assert load_model(path).calibrated("clap") == ClassCalibration(on=0.9, off=0.1)
 
 
 def test_bundle_rejects_bad_thresholds_and_training_values() -> None:
     model = _trained_convnet()
     with pytest.raises(ValueError, match="off <= on"):
-        ModelBundle.from_model(model, thresholds={"clap": {"on": 0.3, "off": 0.5}, "snap": {"on": 0.5, "off": 0.3}})
+        ClassCalibration(on=0.3, off=0.5)
+    with pytest.raises(ValueError, match="low < high"):
+        ClassCalibration(band_hz=(4000.0, 300.0))
+    with pytest.raises(ValueError, match="pause_s"):
+        ClassCalibration(pause_s=-1.0)
     with pytest.raises(ValueError, match="one entry per label"):
-        ModelBundle.from_model(model, thresholds={"clap": {"on": 0.5, "off": 0.3}})
+        ModelBundle.from_model(model, calibration={"clap": ClassCalibration()})
+    with pytest.raises(ValueError, match="must be a ClassCalibration"):
+        ModelBundle.from_model(model, calibration={"clap": ClassCalibration(), "snap": {"on": 0.5}})  # type: ignore[dict-item]
     with pytest.raises(ValueError, match=r"training\['when'\]"):
         ModelBundle.from_model(model, training={"when": object()})
 
@@ -130,8 +141,9 @@ def test_bundle_rejects_bad_thresholds_and_training_values() -> None:
 def test_missing_file_and_folder(tmp_path: Path) -> None:
     with pytest.raises(SnapkitError, match=r"no model file at .*nope\.pt"):
         load_model(tmp_path / "nope.pt")
-    with pytest.raises(SnapkitError, match="is a folder"):
+    with pytest.raises(SnapkitError, match=r"is a folder.*model\.snapkit") as raised:
         load_model(tmp_path)
+    assert ".pt" not in str(raised.value)
 
 
 @pytest.mark.parametrize(
@@ -182,9 +194,10 @@ def test_newer_format_asks_for_an_upgrade(tmp_path: Path) -> None:
         (lambda c: c["model_config"].update(pooling="median"), "Unknown pooling"),
         (lambda c: c["state_dict"].pop("head.layers.1.weight"), r"do not fit .*missing: head\.layers\.1\.weight"),
         (lambda c: c.pop("model_config"), "missing entry 'model_config'"),
-        (lambda c: c["thresholds"].update(clap={"on": 2.0, "off": 0.1}), "off <= on < 1"),
+        (lambda c: c["calibration"]["clap"].update(on=2.0), "off <= on < 1"),
+        (lambda c: c["calibration"]["clap"].update(gain=2.0), "unknown calibration entries"),
     ],
-    ids=["frontend", "labels", "pooling", "weights", "config", "thresholds"],
+    ids=["frontend", "labels", "pooling", "weights", "config", "thresholds", "calibration"],
 )
 def test_inconsistent_bundles_are_refused(tmp_path: Path, edit: object, message: str) -> None:
     path = ModelBundle.from_model(_trained_convnet()).save(tmp_path / "model.pt")
@@ -254,6 +267,30 @@ def test_bundle_with_real_sfx_cnn9_weights_is_self_contained(tmp_path: Path, mon
         np.testing.assert_array_equal(want, got)
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_bundle_files_still_load_with_their_calibration(version: int) -> None:
+    """tests/data/bundle-v1/v2.snapkit were written by the format-2 code (v1: no clip head, as before it existed):
+    their loose thresholds and training["class_profiles"] become the typed calibration, outputs unchanged."""
+    bundle = load_model(DATA / f"bundle-v{version}.snapkit")
+    assert bundle.config.clip_head == (version == 2)
+    assert bundle.calibration == {
+        "clap": ClassCalibration(on=0.6, off=0.42, band_hz=(400.0, 5000.0), pause_s=0.0),
+        "snap": ClassCalibration(on=0.45, off=0.3, band_hz=(1000.0, 7000.0), pause_s=0.25),
+    }
+    assert "class_profiles" not in bundle.training and bundle.training["seconds"] == 1.0
+    saved = torch.load(DATA / f"bundle-v{version}-outputs.pt", weights_only=True)
+    for want, got in zip((saved["frame"], saved["clip"]), _outputs(bundle.model, saved["input"]), strict=True):
+        np.testing.assert_allclose(got, want.numpy(), atol=1e-6)
+
+
+def test_an_older_bundle_is_saved_again_in_the_current_format(tmp_path: Path) -> None:
+    bundle = load_model(DATA / "bundle-v2.snapkit")
+    path = bundle.save(tmp_path / "model.snapkit")
+    contents = torch.load(path, weights_only=True)
+    assert contents["format_version"] == FORMAT_VERSION and "thresholds" not in contents
+    assert load_model(path).calibration == bundle.calibration
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Export
 # ----------------------------------------------------------------------------------------------------------
@@ -263,7 +300,9 @@ def _check_sidecar(path: Path, bundle: ModelBundle, model_format: str) -> None:
     info = json.loads(sidecar_path(path).read_text())
     model = bundle.model
     assert info["model_format"] == model_format and info["model_file"] == path.name
-    assert info["labels"] == list(LABELS) and info["thresholds"] == bundle.thresholds
+    assert info["labels"] == list(LABELS) and info["calibration"] == {
+        label: entry.to_dict() for label, entry in (bundle.calibration or {}).items()
+    }
     assert info["sample_rate_hz"] == model.sample_rate_hz and info["clip_s"] == model.config.clip_s
     assert info["frame_hop_s"] == pytest.approx(model.frame_hop_s)
     assert info["num_frames"] == model.num_output_frames(model.clip_samples)

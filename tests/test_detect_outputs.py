@@ -136,7 +136,7 @@ def test_plot_writes_png(tmp_path: Path) -> None:
     times_s = np.arange(0, 4.0, 0.01)
     probs = np.stack([((times_s >= 1.0) & (times_s < 1.5)) * 0.9, np.full_like(times_s, 0.1)], axis=1)
     events = [Event("knock", 1.0, 1.5, 0.9, 0.9)]
-    thresholds = {"knock": {"on": 0.5, "off": 0.35}, "bell": {"on": 0.6, "off": 0.4}}
+    thresholds = {"knock": (0.5, 0.35), "bell": (0.6, 0.4)}
     path = plot_detection(tmp_path / "p.png", audio, RATE_HZ, times_s, probs, ("knock", "bell"), events, thresholds)
     data = path.read_bytes()
     assert data.startswith(PNG_MAGIC) and len(data) > 10_000
@@ -203,6 +203,7 @@ class FakeDetector:
         keep_timeline: bool = False,
     ) -> None:
         self.labels: tuple[str, ...] = bundle.labels  # type: ignore[attr-defined]
+        self.thresholds = dict.fromkeys(self.labels, (0.5, 0.35))
         self.settings = settings or FakeSettings()
         self.sample_rate_hz = sample_rate_hz or RATE_HZ
         self.keep_timeline = keep_timeline
@@ -273,7 +274,6 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> type[FakeDetector]:
     bundle = types.SimpleNamespace(
         model=types.SimpleNamespace(sample_rate_hz=RATE_HZ),
         labels=("knock", "bell"),
-        thresholds={"knock": {"on": 0.5, "off": 0.35}, "bell": {"on": 0.5, "off": 0.35}},
     )
     bundle_module = types.ModuleType("snapkit.models.bundle")
     bundle_module.load_model = lambda path: bundle  # type: ignore[attr-defined]

@@ -9,9 +9,9 @@ import pytest
 
 from snapkit.detection.detector import Detector, DetectorSettings
 from snapkit.detection.events import Event, EventUpdate
-from snapkit.detection.scoring import event_scores
+from snapkit.eval.scoring import event_scores
+from snapkit.eval.synth import make_stream
 from snapkit.models.bundle import ModelBundle, load_model
-from snapkit.synth import make_stream
 from tests.conftest import DETECTOR_CLASSES
 
 RATE = 16_000

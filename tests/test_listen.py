@@ -48,6 +48,7 @@ class FakeDetector:
     """
 
     labels = ("knock", "clap")
+    thresholds = {"knock": (0.6, 0.4), "clap": (0.5, 0.35)}  # noqa: RUF012 (what Detector.thresholds holds)
 
     def __init__(self, sample_rate_hz: int = RATE, push_delay_s: float = 0.0) -> None:
         self.sample_rate_hz = sample_rate_hz
@@ -589,8 +590,9 @@ def test_run_live_notifies_finished_events_with_their_clip_and_a_slow_detector_i
     summary = run_live(
         FakeDetector(push_delay_s=0.001),
         TrackingSource(audio),
-        [saver, EventPrinter(write=lines.append)],
+        [EventPrinter(write=lines.append)],
         [recorder],
+        clip_saver=saver,
         wall_time=WALL,
     )
     assert summary.events == 2 and summary.clips_saved == 2
@@ -659,8 +661,7 @@ def test_listen_command_prints_settings_one_line_per_event_and_a_summary(
     )
     detector_module.Detector = lambda bundle, settings, sample_rate_hz: FakeDetector(sample_rate_hz)  # type: ignore
     bundle_module = types.ModuleType("snapkit.models.bundle")
-    thresholds = {"knock": {"on": 0.6, "off": 0.4}, "clap": {"on": 0.5, "off": 0.35}}
-    bundle_module.load_model = lambda path: types.SimpleNamespace(thresholds=thresholds)  # type: ignore
+    bundle_module.load_model = lambda path: types.SimpleNamespace()  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "snapkit.detection.detector", detector_module)
     monkeypatch.setitem(sys.modules, "snapkit.models.bundle", bundle_module)
     monkeypatch.setattr(listen_cli, "MicrophoneSource", FakeMic)
@@ -703,7 +704,7 @@ def test_listen_command_refuses_a_bad_log_name_before_opening_the_device(
     from snapkit.cli import listen as listen_cli
 
     bundle_module = types.ModuleType("snapkit.models.bundle")
-    bundle_module.load_model = lambda path: types.SimpleNamespace(thresholds={})  # type: ignore[attr-defined]
+    bundle_module.load_model = lambda path: types.SimpleNamespace()  # type: ignore[attr-defined]
     detector_module = types.ModuleType("snapkit.detection.detector")
     detector_module.DetectorSettings = lambda hop_s, mode: None  # type: ignore[attr-defined]
     detector_module.Detector = None  # type: ignore[attr-defined]
@@ -720,3 +721,8 @@ def test_listen_command_refuses_a_bad_log_name_before_opening_the_device(
     listen_cli.register(app)
     result = CliRunner().invoke(app, ["listen", "m.snapkit", "--events", str(tmp_path / "log.txt")])
     assert isinstance(result.exception, SnapkitError) and ".txt" in str(result.exception)
+
+
+def test_each_notifier_says_where_it_sends() -> None:
+    assert WebhookNotifier("http://127.0.0.1:9/hook").target == "http://127.0.0.1:9/hook"
+    assert ExecNotifier("true --now").target == "true --now"

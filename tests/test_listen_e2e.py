@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from snapkit.synth import make_stream
+from snapkit.eval.synth import make_stream
 from tests.conftest import DETECTOR_CLASSES, VirtualMic
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ import types
 import pytest
 
 from snapkit.detection.events import Event
-from snapkit.detection.scoring import (
+from snapkit.eval.scoring import (
     Counts,
     event_scores,
     false_alarms_per_hour,

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from snapkit import synth
 from snapkit.audio.levels import GROUND_TRUTH_FRAME_S, active_power
-from snapkit.detection.soundscape import (
+from snapkit.errors import DatasetError, SnapkitError
+from snapkit.eval import synth
+from snapkit.eval.soundscape import (
     MAX_PEAK,
     SoundClip,
     event_span,
     make_soundscape,
     split_for_soundscapes,
 )
-from snapkit.errors import DatasetError, SnapkitError
 
 RATE = 16_000
 CLIP_S = 2.0

@@ -1,4 +1,4 @@
-"""Tests of snapkit.synth: seeded sounds, clips, datasets and streams with planted events."""
+"""Tests of snapkit.eval.synth: seeded sounds, clips, datasets and streams with planted events."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from snapkit import synth
+from snapkit.eval import synth
 
 SR = 16_000
 ALL_LABELS = (*synth.SOUND_CLASSES, synth.BACKGROUND_LABEL)

@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 import torch
 
+from snapkit.eval.synth import make_dataset
 from snapkit.models.bundle import load_model
-from snapkit.synth import make_dataset
 from tests.conftest import SHARED_MODELS, run_cli, skip_or_fail
 
 pytestmark = pytest.mark.e2e
@@ -54,11 +54,13 @@ def test_convnet_trains_and_the_bundle_works_everywhere(small_data: Path, tmp_pa
     images = final_log.Tags()["images"]
     assert "confusion_matrix" in images and any(t.startswith("augmented_views/") for t in images), images
     assert any(t.startswith("train/loss") for t in final_log.Tags()["scalars"])
+    # The bundle is the one model a run leaves: no Lightning checkpoints beside it (nothing resumes from them).
+    assert not list(out.rglob("*.ckpt")) and not (out / "checkpoints").exists()
 
     bundle = load_model(out / "model.snapkit")
     assert bundle.config.labels == ("beep", "smoke_alarm", "snap")
-    assert set(bundle.thresholds) == set(bundle.config.labels)
-    assert all(0 < t["off"] < t["on"] < 1 for t in bundle.thresholds.values())
+    assert set(bundle.calibration) == set(bundle.config.labels)
+    assert all(0 < c.off < c.on < 1 and c.band_hz is not None for c in bundle.calibration.values())
 
     ev = run_cli("evaluate", str(out / "model.snapkit"), str(small_data), "--json", str(tmp_path / "ev.json"))
     assert ev.returncode == 0, ev.stderr
@@ -97,8 +99,8 @@ def test_sfx_cnn9_head_learns_the_sounds_and_reuses_cached_embeddings(
     # And its per-frame outputs find the sounds in a stream (an attention-pooled head scored event F1 0.17 here).
     from snapkit.detection.detector import Detector
     from snapkit.detection.events import Event
-    from snapkit.detection.scoring import event_scores
-    from snapkit.synth import make_stream
+    from snapkit.eval.scoring import event_scores
+    from snapkit.eval.synth import make_stream
 
     audio, truth = make_stream(21, duration_s=120.0, classes=CLASSES, snr_db=(10.0, 20.0))
     detector = Detector(load_model(tmp_path / "a" / "model.snapkit"), sample_rate_hz=16_000)

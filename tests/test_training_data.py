@@ -13,6 +13,7 @@ import torch
 from snapkit.dataset.scan import scan_dataset
 from snapkit.errors import DatasetError
 from snapkit.features.config import SNAPKIT
+from snapkit.files import CACHE_DIR_ENV
 from snapkit.training.augment import (
     AugmentConfig,
     SpecAugment,
@@ -23,7 +24,6 @@ from snapkit.training.augment import (
     loudest_offset,
 )
 from snapkit.training.cache import (
-    CACHE_DIR_ENV,
     EmbeddingCache,
     FeatureDataset,
     compute_views,
@@ -135,7 +135,7 @@ def test_background_mix_hits_the_snr_on_the_active_part(snr_db: float) -> None:
 
 
 def test_active_power_matches_synth() -> None:
-    synth = pytest.importorskip("snapkit.synth")
+    synth = pytest.importorskip("snapkit.eval.synth")
     clip = snap_clip(np.random.default_rng(4), seconds=1.3, at_s=0.6)
     assert active_power(clip, RATE) == pytest.approx(synth.active_power(clip, RATE), rel=1e-9)
 
@@ -426,7 +426,7 @@ def test_feature_dataset_views() -> None:
 def test_training_plan_estimate_choices(tmp_path: Path) -> None:
     """Cross-validation under 10 clips per class, a held-out split above, none when asked; bad shares refused."""
     from snapkit.errors import SnapkitError
-    from snapkit.synth import make_dataset
+    from snapkit.eval.synth import make_dataset
     from snapkit.training.train import TrainSettings, plan_training
 
     make_dataset(tmp_path / "data", classes=("beep",), clips_per_class=4, background_clips=4, seed=0)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from importlib import metadata
+from typing import Annotated
 
 import typer
 
@@ -12,6 +14,7 @@ from snapkit.cli import detect as detect_commands
 from snapkit.cli import listen as listen_commands
 from snapkit.cli import record as record_commands
 from snapkit.cli import train as train_commands
+from snapkit.cli.help import SnapkitGroup, use_snapkit_help
 from snapkit.cli.ui import err_console
 from snapkit.errors import SnapkitError
 
@@ -22,6 +25,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    cls=SnapkitGroup,
 )
 
 record_commands.register(app)
@@ -30,6 +34,33 @@ train_commands.register(app)
 detect_commands.register(app)
 listen_commands.register(app)
 demo_commands.register(app)
+use_snapkit_help(app)
+
+
+def package_version() -> str:
+    """The installed distribution's version; ``snapkit.__version__`` when run from a source tree not installed."""
+    try:
+        return metadata.version("snapkit")
+    except metadata.PackageNotFoundError:
+        from snapkit import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"snapkit {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print snapkit's version and exit."),
+    ] = False,
+) -> None:
+    """Teach a computer to recognise your own sounds from a handful of clips, then let it listen."""
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,14 +17,14 @@ DEMO_MARKER = ".snapkit-demo"
 
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the demo's generated data and results.")] = Path(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's generated data and results.")] = Path(
         "runs/demo"
     ),
     clips_per_class: Annotated[int, typer.Option("--clips", min=3, help="Generated clips per class.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the generated sounds.")] = 0,
 ) -> None:
     """Generate a small example dataset of synthetic sounds and show what snapkit makes of it."""
-    from snapkit.synth import make_dataset
+    from snapkit.eval.synth import make_dataset
 
     data_dir = out / "data"
     _prepare(out)
@@ -41,7 +41,7 @@ def demo(
     result = run_training(
         plan, trainer_options=TrainerOptions(progress_bar=console.is_terminal), log=lambda m: console.print(f"  {m}")
     )
-    print_report(result.report, result.thresholds)
+    print_report(result.report, result.calibration)
     console.print(f"  trained in {result.seconds:.0f} s; model: {result.bundle_path}")
 
     _detect_in_a_stream(out, result.bundle_path, seed)
@@ -53,8 +53,8 @@ def _detect_in_a_stream(out: Path, bundle_path: Path, seed: int, duration_s: flo
 
     from snapkit.audio.io import write_wav
     from snapkit.detection.detector import Detector
+    from snapkit.eval.synth import make_stream
     from snapkit.models.bundle import load_model
-    from snapkit.synth import make_stream
 
     bundle = load_model(bundle_path)
     audio, planted = make_stream(seed + 1, duration_s=duration_s, classes=bundle.config.labels, snr_db=(10, 20))

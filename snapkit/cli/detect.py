@@ -136,7 +136,7 @@ def detect(
             if plot is not None:
                 # A plot that cannot be written costs that picture only, not the events of this or later files.
                 try:
-                    written = _plot_file(targets[index], detector, overview, result, bundle.thresholds)
+                    written = _plot_file(targets[index], detector, overview, result)
                 except SnapkitError as err:
                     console.print(f"[yellow]no plot:[/] {err}", highlight=False, soft_wrap=True)
                 else:
@@ -230,7 +230,6 @@ def _plot_file(
     detector: Detector,
     overview: AudioOverview | None,
     result: FileResult,
-    thresholds: dict[str, dict[str, float]] | None,
 ) -> Path:
     from snapkit.detection.plot import plot_detection
 
@@ -244,7 +243,7 @@ def _plot_file(
         probs,
         detector.labels,
         result.events,
-        thresholds,
+        detector.thresholds,
         title=str(result.path),
     )
 

@@ -120,19 +120,14 @@ def listen(
         # second 0 is the moment listening really begins.
         mic = MicrophoneSource(device=device, sample_rate_hz=samplerate)
         detector = Detector(bundle, settings, sample_rate_hz=mic.sample_rate_hz)
+        saver = None
         if save_clips is not None:
-            sinks.append(_closing(stack, ClipSaver(save_clips, pre_roll, post_roll, sample_rate_hz=mic.sample_rate_hz)))
+            saver = _closing(stack, ClipSaver(save_clips, pre_roll, post_roll, sample_rate_hz=mic.sample_rate_hz))
         if interactive:
             sinks.append(EventPrinter(write=lambda line: console.print(line, highlight=False, markup=False)))
         else:
             sinks.append(EventPrinter())
-        thresholds = {
-            label: (
-                settings.on_thresholds.get(label, bundle.thresholds[label]["on"]),
-                settings.off_thresholds.get(label, bundle.thresholds[label]["off"]),
-            )
-            for label in detector.labels
-        }
+        thresholds = detector.thresholds
         _print_settings(model, detector, thresholds, mic, threads, events, save_clips, notifiers)
         stack.enter_context(mic)
         # Stream second 0 is when the first sample was captured, not when the device was asked to start.
@@ -145,12 +140,15 @@ def listen(
                     mic,
                     sinks,
                     notifiers,
+                    clip_saver=saver,
                     duration_s=duration,
                     on_status=lambda status: live.update(_render(status, thresholds), refresh=True),
                     wall_time=wall_time,
                 )
         else:
-            summary = run_live(detector, mic, sinks, notifiers, duration_s=duration, wall_time=wall_time)
+            summary = run_live(
+                detector, mic, sinks, notifiers, clip_saver=saver, duration_s=duration, wall_time=wall_time
+            )
     _print_summary(summary, events, save_clips)
 
 
@@ -180,8 +178,9 @@ def _print_settings(
     if save_clips is not None:
         lines.append(f"Clips are saved into {save_clips}/.")
     for notifier in notifiers:
-        target = getattr(notifier, "url", None) or getattr(notifier, "command", "")
-        lines.append(f"Notify ({notifier.name}) {target} on each finished event, {notifier.cooldown_s:g} s cooldown.")
+        lines.append(
+            f"Notify ({notifier.name}) {notifier.target} on each finished event, {notifier.cooldown_s:g} s cooldown."
+        )
     lines.append("Ctrl-C stops; the event in progress is closed and written.")
     for line in lines:
         console.print(line, highlight=False, markup=False, soft_wrap=True)

@@ -16,6 +16,7 @@ from rich.progress import track
 from snapkit.cli.ui import console, frame_table
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
 from snapkit.models.backbones.registry import BACKBONES
+from snapkit.models.calibration import Calibration
 
 BACKBONE_HELP = (
     "convnet (trained from scratch), or a frozen pretrained backbone: "
@@ -127,11 +128,9 @@ def train(
     try:
         result = run_training(plan, weights=weights, trainer_options=options, log=lambda m: console.print(m))
     except KeyboardInterrupt:
-        console.print(
-            f"\nTraining interrupted; no model was saved. Lightning checkpoints are in {out / 'checkpoints'}."
-        )
+        console.print("\nTraining interrupted; no model was saved.")
         raise typer.Exit(130) from None
-    print_report(result.report, result.thresholds)
+    print_report(result.report, result.calibration)
     for note in result.warnings:
         console.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
     console.print(f"\nTrained in {result.seconds:.1f} s.")
@@ -140,7 +139,7 @@ def train(
     console.print(f"TensorBoard: tensorboard --logdir {result.tensorboard_dir}")
 
 
-def print_report(report: dict, thresholds: dict[str, dict[str, float]] | None = None) -> None:
+def print_report(report: dict, calibration: Calibration | None = None) -> None:
     """The per-class result table, accuracy and macro F1 of a clip-level report."""
     if "per_class" not in report:
         console.print(f"No quality estimate: {report.get('estimate', 'not enough clips')}.")
@@ -148,8 +147,8 @@ def print_report(report: dict, thresholds: dict[str, dict[str, float]] | None = 
     rows = []
     for name, figures in report["per_class"].items():
         row = {"class": name, **{k: figures[k] for k in ("precision", "recall", "f1", "support")}}
-        if thresholds is not None:
-            row["threshold"] = thresholds.get(name, {}).get("on", float("nan"))
+        if calibration is not None:
+            row["threshold"] = calibration[name].on if name in calibration else float("nan")
         rows.append(row)
     title = "Per-class results" + (f" ({report['estimate']})" if "estimate" in report else "")
     console.print(
@@ -179,7 +178,7 @@ def evaluate(
     report, notes = evaluate_bundle(bundle, data_dir)
     for note in notes:
         console.print(f"[yellow]warning:[/] {note}", highlight=False)
-    print_report(report, bundle.thresholds)
+    print_report(report, bundle.calibration)
     if json_path:
         json_path.write_text(json.dumps(report, indent=2))
         console.print(f"report: {json_path}")

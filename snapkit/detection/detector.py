@@ -41,6 +41,7 @@ from snapkit.detection.scorer import Scores, StreamScorer, WindowScorer
 from snapkit.detection.timeline import Timeline, cells_to_cover
 from snapkit.detection.tracker import EventTracker, TrackEdge
 from snapkit.errors import SnapkitError
+from snapkit.models.calibration import thresholds_in_force
 from snapkit.models.streaming import streaming_unsupported_reason
 
 # Before an event is confirmed (min_event_s), dips below the off threshold longer than this end it.
@@ -104,18 +105,17 @@ class Detector:
         self._grid_n = grid_n = max(1, round(s.grid_s * rate))
         # A coarse edge can be a whole model frame off (0.19 s for sfx-cnn9): search at least that far for the real one.
         self._refine_s = max(s.refine_s, float(model.frame_hop_s))
-        profiles = self._class_profiles()
-        on = np.array([s.on_thresholds.get(c, bundle.thresholds[c]["on"]) for c in self.labels])
-        off = np.array([s.off_thresholds.get(c, bundle.thresholds[c]["off"]) for c in self.labels])
+        calibration = bundle.calibration
+        # Per class (on, off): the bundle's calibration with the settings' overrides.
+        self.thresholds = thresholds_in_force(calibration, s.on_thresholds, s.off_thresholds)
+        on = np.array([self.thresholds[c][0] for c in self.labels])
+        off = np.array([self.thresholds[c][1] for c in self.labels])
         if np.any(off > on):
             raise SnapkitError("An off-threshold is above its on-threshold; off must be at most on for each class.")
         # Per class: at least min_gap_s, and longer than the pauses inside the class's own training clips (plus
         # _PAUSE_MARGIN_S, as the model's probability dips for longer than the sound does).
         min_gap_cells = np.array(
-            [
-                max(1, round(max(s.min_gap_s, profiles[c].get("pause_s", 0.0) + _PAUSE_MARGIN_S) / s.grid_s))
-                for c in self.labels
-            ]
+            [max(1, round(max(s.min_gap_s, calibration[c].pause_s + _PAUSE_MARGIN_S) / s.grid_s)) for c in self.labels]
         )
         self.tracker = EventTracker(
             on,
@@ -140,7 +140,7 @@ class Detector:
         self.timeline_cells = Timeline(len(self.labels), grid_n, keep=keep_timeline)
         self.buffer = StreamBuffer(min_discard_n=self._win_n)
         nyquist = self.model_rate_hz / 2
-        self._bands = [tuple(profiles[c].get("band_hz", (50.0, nyquist))) for c in self.labels]
+        self._bands = [calibration[c].band_hz or (50.0, nyquist) for c in self.labels]
         self._keep_timeline = keep_timeline
         self.reset()
 
@@ -257,12 +257,6 @@ class Detector:
             search_s=self._refine_s,
             first_n=self.buffer.start,
         )
-
-    def _class_profiles(self) -> dict[str, dict]:
-        """Per label, what training measured on its clips (``band_hz``, ``pause_s``; see snapkit.training.profile)."""
-        known = getattr(self.bundle, "training", {}) or {}
-        profiles = known.get("class_profiles", {}) if isinstance(known, dict) else {}
-        return {label: dict(profiles.get(label, {})) for label in self.labels}
 
     def _discard_unneeded_audio(self) -> None:
         """Let go of audio no model run and no edge still to be refined can need."""

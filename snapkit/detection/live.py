@@ -8,8 +8,9 @@ Three kinds of threads, each with one job, so nothing slow ever sits in front of
   touches it), updates the status board, and hands each block with the updates it produced to the sink thread
   through an unbounded queue (its items are small and few; blocking or dropping there would stall detection or lose
   log lines);
-* the **sink thread** feeds the clip savers, writes the event log, and submits notifications. Notifiers deliver on
-  their own threads from bounded queues, so a hanging webhook delays neither the log nor detection;
+* the **sink thread** feeds the clip saver (an explicit audio tap, ``run_live(clip_saver=...)``), writes the
+  event log, and submits notifications. Notifiers deliver on their own threads from bounded queues, so a hanging
+  webhook delays neither the log nor detection;
 * the **main thread** (the caller of ``run_live``) only renders the status every ``status_interval_s`` and turns
   Ctrl-C into a clean stop.
 
@@ -185,6 +186,7 @@ class _LiveRun:
         sinks: Sequence[Sink],
         notifiers: Sequence[Notifier],
         *,
+        clip_saver: ClipSaver | None,
         duration_s: float | None,
         stop_event: threading.Event | None,
         on_status: Callable[[LiveStatus], None] | None,
@@ -201,7 +203,9 @@ class _LiveRun:
         self.source = source
         self.sinks = tuple(sinks)
         self.notifiers = tuple(notifiers)
-        self.savers = tuple(sink for sink in self.sinks if isinstance(sink, ClipSaver))
+        # The clip saver taps the audio as well as the updates, and holds back an event's notification until its
+        # clip is written, so it is passed on its own rather than found among the sinks.
+        self.saver = clip_saver
         self.rate_hz = int(source.sample_rate_hz)
         self.max_samples = None if duration_s is None else max(0, round(duration_s * self.rate_hz))
         self.external_stop = stop_event
@@ -248,7 +252,7 @@ class _LiveRun:
             overflows=int(getattr(self.source, "overflows", 0)),
             dropped=int(getattr(self.source, "dropped", 0)),
             interrupted=interrupted or self.stopped_on_request,
-            clips_saved=sum(saver.saved_count for saver in self.savers),
+            clips_saved=self._clips_saved(),
             sink_failures=self._sink_failures(),
             notifiers=tuple(notifier.stats() for notifier in self.notifiers),
         )
@@ -266,7 +270,14 @@ class _LiveRun:
     def _sink_failures(self) -> int:
         with self._dispatch_lock:
             dispatch = self._dispatch_failures
-        return sum(sink.failures for sink in self.sinks) + dispatch
+        return sum(sink.failures for sink in self._update_sinks()) + dispatch
+
+    def _clips_saved(self) -> int:
+        return 0 if self.saver is None else self.saver.saved_count
+
+    def _update_sinks(self) -> tuple[Sink, ...]:
+        """Everything that takes the updates: the clip saver first (an "end" starts its clip), then the sinks."""
+        return self.sinks if self.saver is None else (self.saver, *self.sinks)
 
     def snapshot(self, *, running: bool) -> LiveStatus:
         position_s, level, probabilities, recent, events = self.board.read()
@@ -280,7 +291,7 @@ class _LiveRun:
             dropped=int(getattr(self.source, "dropped", 0)),
             notifiers=tuple(notifier.stats() for notifier in self.notifiers),
             sink_failures=self._sink_failures(),
-            clips_saved=sum(saver.saved_count for saver in self.savers),
+            clips_saved=self._clips_saved(),
             running=running,
         )
 
@@ -354,11 +365,10 @@ class _LiveRun:
             print_warning(f"an event could not be passed to the outputs: {type(err).__name__}: {err}")
 
     def _handle_tick(self, tick: _Tick, awaiting_clip: dict[int, EventUpdate]) -> None:
-        if tick.block is not None:
-            for saver in self.savers:
-                saver.feed(tick.block)
+        if tick.block is not None and self.saver is not None:
+            self.saver.feed(tick.block)
         for update in tick.updates:
-            for sink in self.sinks:
+            for sink in self._update_sinks():
                 sink.handle(update, self.wall_time)
             self._notify(update, awaiting_clip)
         self._notify_saved(awaiting_clip)
@@ -367,7 +377,7 @@ class _LiveRun:
         wanted = [notifier for notifier in self.notifiers if notifier.wants(update)]
         if not wanted:
             return
-        if update.kind == "end" and self.savers:
+        if update.kind == "end" and self.saver is not None:
             awaiting_clip[update.event_id] = update
             return
         notification = Notification.from_update(update, self.wall_time)
@@ -375,11 +385,12 @@ class _LiveRun:
             notifier.submit(notification)
 
     def _notify_saved(self, awaiting_clip: dict[int, EventUpdate]) -> None:
-        for saver in self.savers:
-            for saved in saver.pop_completed():
-                update = awaiting_clip.pop(saved.update.event_id, None)
-                if update is not None:
-                    self._submit_end(update, saved.path)
+        if self.saver is None:
+            return
+        for saved in self.saver.pop_completed():
+            update = awaiting_clip.pop(saved.update.event_id, None)
+            if update is not None:
+                self._submit_end(update, saved.path)
 
     def _submit_end(self, update: EventUpdate, clip_path: object) -> None:
         notification = Notification.from_update(update, self.wall_time, None if clip_path is None else str(clip_path))
@@ -388,13 +399,13 @@ class _LiveRun:
                 notifier.submit(notification)
 
     def _finish(self, awaiting_clip: dict[int, EventUpdate]) -> None:
-        for saver in self.savers:
-            saver.finish()
+        if self.saver is not None:
+            self.saver.finish()
         self._notify_saved(awaiting_clip)
         for update in awaiting_clip.values():  # a clip that never completed: notify without it
             self._submit_end(update, None)
         awaiting_clip.clear()
-        for sink in self.sinks:
+        for sink in self._update_sinks():
             sink.close()
 
 
@@ -404,6 +415,7 @@ def run_live(
     sinks: Sequence[Sink] = (),
     notifiers: Sequence[Notifier] = (),
     *,
+    clip_saver: ClipSaver | None = None,
     duration_s: float | None = None,
     stop_event: threading.Event | None = None,
     on_status: Callable[[LiveStatus], None] | None = None,
@@ -413,6 +425,8 @@ def run_live(
 ) -> LiveSummary:
     """Run ``detector`` over ``source`` until ``duration_s`` stream seconds, the source's end, ``stop_event`` or
     Ctrl-C, sending every update to ``sinks`` and notifications to ``notifiers``; returns the summary.
+    ``clip_saver`` gets every block of audio and every update, and saves each finished event's clip; a notification
+    of an event's end then waits for its clip and carries its path.
 
     ``source`` must already be started (``with MicrophoneSource(...) as mic``) and give blocks at the detector's
     ``sample_rate_hz``. ``on_status`` is called on the calling thread every ``status_interval_s`` seconds, and once
@@ -425,6 +439,7 @@ def run_live(
         source,
         sinks,
         notifiers,
+        clip_saver=clip_saver,
         duration_s=duration_s,
         stop_event=stop_event,
         on_status=on_status,

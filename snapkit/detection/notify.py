@@ -172,6 +172,11 @@ class Notifier:
             self._cond.notify()
         return True
 
+    @property
+    def target(self) -> str:
+        """Where notifications go, for the settings line (a URL, a command); empty when there is nothing to say."""
+        return ""
+
     def stats(self) -> NotifierStats:
         with self._cond:
             return NotifierStats(
@@ -268,6 +273,10 @@ class WebhookNotifier(Notifier):
 
     name = "webhook"
 
+    @property
+    def target(self) -> str:
+        return self.url
+
     def __init__(self, url: str, **kwargs: Any) -> None:
         parsed = urllib.parse.urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -305,6 +314,10 @@ class ExecNotifier(Notifier):
     """
 
     name = "exec"
+
+    @property
+    def target(self) -> str:
+        return self.command
 
     def __init__(self, command: str, **kwargs: Any) -> None:
         try:

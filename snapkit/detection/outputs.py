@@ -19,19 +19,18 @@ it has the same columns and refused otherwise. ``write_events`` (``snapkit detec
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
 import os
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from snapkit.detection.events import RECORD_FIELDS, Event, field_text
 from snapkit.errors import SnapkitError
+from snapkit.files import replace_atomically
 
 # A row of `snapkit detect`'s event list: the audio file the event is in, then the event's record.
 LIST_FIELDS = ("filename", *RECORD_FIELDS)
@@ -43,28 +42,6 @@ _DCASE_FIELDS = {"filename": "filename", "onset": "onset_s", "offset": "offset_s
 Row = Mapping[str, Any]
 # Turns a row into the line(s) of text a line format appends.
 Render = Callable[[Row], str]
-
-
-@contextlib.contextmanager
-def replace_atomically(path: Path) -> Iterator[Path]:
-    """Yield a hidden temporary path beside ``path``; on success it replaces ``path``, on any error it is removed.
-
-    The folder is created if needed. An OSError (folder not writable, disk full) becomes a SnapkitError naming
-    ``path``.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as err:
-        raise SnapkitError(
-            f"Could not write {path} ({err.strerror or err}); check that its folder is writable and has space."
-        ) from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
 
 
 class EventWriter:

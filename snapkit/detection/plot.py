@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from snapkit.detection.events import Event
-from snapkit.detection.outputs import replace_atomically
+from snapkit.files import replace_atomically
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -182,7 +182,7 @@ def plot_detection(
     probs: np.ndarray,
     labels: Sequence[str],
     events: Sequence[Event],
-    thresholds: Mapping[str, Mapping[str, float]] | None = None,
+    thresholds: Mapping[str, tuple[float, float]] | None = None,
     *,
     title: str | None = None,
 ) -> Path:
@@ -196,7 +196,7 @@ def plot_detection(
         probs: Class probabilities ``[N, C]``, columns in ``labels`` order.
         labels: The ``C`` class names.
         events: Finished events to draw as bars.
-        thresholds: ``{label: {"on": p, "off": p}}``: on thresholds are drawn dashed, off thresholds dotted.
+        thresholds: ``{label: (on, off)}`` (``Detector.thresholds``): on thresholds are drawn dashed, off dotted.
         title: Heading, e.g. the file name.
 
     Returns:
@@ -280,7 +280,7 @@ def _draw_curves(
     probs: np.ndarray,
     labels: Sequence[str],
     colour: Mapping[str, Colour],
-    thresholds: Mapping[str, Mapping[str, float]] | None,
+    thresholds: Mapping[str, tuple[float, float]] | None,
     scale: float,
 ) -> None:
     """Probability curves [N, C] with each class's on threshold dashed and off threshold dotted."""
@@ -291,12 +291,12 @@ def _draw_curves(
     else:
         ax.text(0.5, 0.5, "no probability timeline", transform=ax.transAxes, ha="center", va="center", color="0.4")
     # A threshold several classes share is drawn once, in grey; one of a single class in that class's colour.
-    for key, style in (("on", "--"), ("off", ":")):
+    for which_end, (key, style) in enumerate((("on", "--"), ("off", ":"))):
         owners: dict[float, list[str]] = {}
         for label in labels:
             entry = (thresholds or {}).get(label)
-            if entry is not None and key in entry:
-                owners.setdefault(float(entry[key]), []).append(label)
+            if entry is not None:
+                owners.setdefault(float(entry[which_end]), []).append(label)
         for value, which in owners.items():
             line_colour = colour[which[0]] if len(which) == 1 else "0.35"
             ax.axhline(value, color=line_colour, ls=style, lw=1.0 if key == "on" else 0.8)

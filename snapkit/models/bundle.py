@@ -3,11 +3,12 @@
 The file is a ``torch.save`` of a plain dict::
 
     format           "snapkit-model"
-    format_version   2 (1: before the clip head; still read)
+    format_version   3 (2: thresholds and class profiles as loose dicts; 1: before the clip head; both still read)
     snapkit_version  the snapkit version that wrote it, e.g. "0.1.0"
     model_config     ModelConfig.to_dict()
     frontend_config  FrontEndConfig.to_dict() of the front end the model uses (checked on load)
-    thresholds       {label: {"on": float, "off": float}} detector hysteresis thresholds per class
+    calibration      {label: ClassCalibration.to_dict()}: per class the detector's on/off thresholds and the band
+                     and pauses training measured (snapkit.models.calibration)
     training         free dict of plain JSON-able values (metrics, dataset summary, settings); may be empty
     state_dict       the WHOLE model's tensors, frozen backbone included
 
@@ -20,11 +21,9 @@ Everything stored is a tensor, str, int, float, bool, None, list or dict, so :fu
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import pickle
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,38 +32,20 @@ import torch
 
 import snapkit
 from snapkit.errors import SnapkitError
+from snapkit.files import replace_atomically
 from snapkit.models.backbones.registry import backbone_architecture
+from snapkit.models.calibration import (
+    Calibration,
+    ClassCalibration,
+    check_calibration,
+    default_calibration,
+    from_legacy,
+)
 from snapkit.models.classifier import SoundClassifier
 from snapkit.models.config import CONVNET, ModelConfig
 
 FORMAT = "snapkit-model"
-FORMAT_VERSION = 2
-DEFAULT_ON_THRESHOLD = 0.5
-DEFAULT_OFF_THRESHOLD = 0.35
-
-
-def default_thresholds(labels: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """``{label: {"on": 0.5, "off": 0.35}}`` for every label."""
-    return {label: {"on": DEFAULT_ON_THRESHOLD, "off": DEFAULT_OFF_THRESHOLD} for label in labels}
-
-
-def _check_thresholds(thresholds: dict[str, dict[str, float]], labels: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """A clean copy of ``thresholds`` (floats), or ValueError: one entry per label with 0 < off <= on < 1."""
-    if not isinstance(thresholds, dict) or set(thresholds) != set(labels):
-        given = sorted(thresholds) if isinstance(thresholds, dict) else thresholds
-        raise ValueError(f"thresholds must have exactly one entry per label {list(labels)}, got {given}.")
-    clean: dict[str, dict[str, float]] = {}
-    for label in labels:
-        entry = thresholds[label]
-        try:
-            on, off = float(entry["on"]), float(entry["off"])
-        except (TypeError, KeyError, ValueError):
-            raise ValueError(f"thresholds[{label!r}] must be {{'on': float, 'off': float}}, got {entry!r}.") from None
-        # The off threshold is the lower one of the hysteresis: an event starts above `on`, ends below `off`.
-        if not 0.0 < off <= on < 1.0:
-            raise ValueError(f"thresholds[{label!r}] needs 0 < off <= on < 1, got on={on}, off={off}.")
-        clean[label] = {"on": on, "off": off}
-    return clean
+FORMAT_VERSION = 3
 
 
 def _plain(value: Any, where: str) -> Any:
@@ -96,7 +77,7 @@ class ModelBundle:
     Attributes:
         model: The classifier (eval mode after :func:`load_model`).
         config: Its settings (must equal ``model.config``).
-        thresholds: ``{label: {"on": p, "off": p}}`` per target class; None gives 0.5 / 0.35 for every label.
+        calibration: per target class its :class:`ClassCalibration`; None: the uncalibrated defaults.
         training: Plain JSON-able record of how it was trained (metrics, dataset summary, settings).
         snapkit_version: The snapkit version that wrote it.
         path: The file it was loaded from or last saved to, if any.
@@ -104,7 +85,7 @@ class ModelBundle:
 
     model: SoundClassifier
     config: ModelConfig
-    thresholds: dict[str, dict[str, float]] | None = None
+    calibration: Calibration | None = None
     training: dict[str, Any] = field(default_factory=dict)
     snapkit_version: str = field(default_factory=lambda: snapkit.__version__)
     path: Path | None = None
@@ -112,8 +93,8 @@ class ModelBundle:
     def __post_init__(self) -> None:
         if self.config != self.model.config:
             raise ValueError("The bundle's config differs from its model's config; pass config=model.config.")
-        self.thresholds = _check_thresholds(
-            default_thresholds(self.config.labels) if self.thresholds is None else self.thresholds,
+        self.calibration = check_calibration(
+            default_calibration(self.config.labels) if self.calibration is None else self.calibration,
             self.config.labels,
         )
         if self.training is None:
@@ -126,20 +107,25 @@ class ModelBundle:
     def from_model(
         cls,
         model: SoundClassifier,
-        thresholds: dict[str, dict[str, float]] | None = None,
+        calibration: Calibration | None = None,
         training: dict[str, Any] | None = None,
     ) -> ModelBundle:
         """A bundle for ``model`` with its own config."""
-        return cls(model=model, config=model.config, thresholds=thresholds, training=dict(training or {}))
+        return cls(model=model, config=model.config, calibration=calibration, training=dict(training or {}))
 
     @property
     def labels(self) -> tuple[str, ...]:
         """Target classes, in output order."""
         return self.config.labels
 
+    def calibrated(self, label: str) -> ClassCalibration:
+        """The calibration of target class ``label``."""
+        assert self.calibration is not None  # filled by __post_init__
+        return self.calibration[label]
+
     def to_dict(self) -> dict[str, Any]:
         """The dict saved to the file (tensors are the model's own, on CPU)."""
-        assert self.thresholds is not None  # filled by __post_init__
+        assert self.calibration is not None  # filled by __post_init__
         # Both are checked again here: either may have been edited since the bundle was made.
         state = {key: tensor.detach().cpu() for key, tensor in self.model.state_dict().items()}
         return {
@@ -148,7 +134,9 @@ class ModelBundle:
             "snapkit_version": snapkit.__version__,
             "model_config": self.config.to_dict(),
             "frontend_config": self.model.frontend_config.to_dict(),
-            "thresholds": _check_thresholds(self.thresholds, self.config.labels),
+            "calibration": {
+                label: entry.to_dict() for label, entry in check_calibration(self.calibration, self.labels).items()
+            },
             "training": _plain(self.training, "training"),
             "state_dict": state,
         }
@@ -162,36 +150,16 @@ class ModelBundle:
         """
         path = Path(path)
         if path.is_dir():
-            raise SnapkitError(f"{path} is a folder; give a file name for the model, e.g. {path / 'model.pt'}.")
+            raise SnapkitError(f"{path} is a folder; give a file name for the model, e.g. {path / 'model.snapkit'}.")
         if path.exists() and not overwrite:
             raise SnapkitError(f"The model file {path} already exists; choose another name or allow overwriting it.")
         contents = self.to_dict()
-        temp = temporary_path_beside(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(temp, "xb") as file:
-                torch.save(contents, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, path)
-        except OSError as error:
-            raise SnapkitError(
-                f"Cannot write the model file {path} ({error.strerror}); check the folder, disk space and permissions."
-            ) from error
-        finally:
-            with contextlib.suppress(OSError):
-                temp.unlink()  # only still there if something failed (or Ctrl-C) before the rename
+        with replace_atomically(path, what="the model file") as temp, open(temp, "xb") as file:
+            torch.save(contents, file)
+            file.flush()
+            os.fsync(file.fileno())
         self.path = path
         return path
-
-
-def temporary_path_beside(path: Path) -> Path:
-    """A fresh hidden name beside ``path`` to write to before renaming.
-
-    Not ``tempfile.mkstemp``: that creates the file with mode 0600, and a model should get the user's usual
-    permissions (umask) like any other file they save.
-    """
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
 
 
 def _unreadable(path: Path, detail: str) -> SnapkitError:
@@ -216,7 +184,8 @@ def load_model(path: Path | str) -> ModelBundle:
         raise SnapkitError(f"There is no model file at {path}; check the path, or train one with `snapkit train`.")
     if path.is_dir():
         raise SnapkitError(
-            f"{path} is a folder, not a model file; give the path of the .pt file `snapkit train` wrote."
+            f"{path} is a folder, not a model file; give the model.snapkit file that `snapkit train` wrote, "
+            f"such as {path / 'model.snapkit'}."
         )
     try:
         contents = torch.load(path, map_location="cpu", weights_only=True)
@@ -244,12 +213,17 @@ def load_model(path: Path | str) -> ModelBundle:
         _check_frontend(model, contents["frontend_config"])
         _load_weights(model, contents["state_dict"])
         model.eval()
-        thresholds = contents.get("thresholds")
+        training = contents.get("training") or {}
+        if version >= 3:
+            calibration = {label: ClassCalibration.from_dict(entry) for label, entry in contents["calibration"].items()}
+        else:  # thresholds and class profiles were loose dicts
+            profiles = training.pop("class_profiles", None) if isinstance(training, dict) else None
+            calibration = from_legacy(contents.get("thresholds"), profiles, config.labels)
         bundle = ModelBundle(
             model=model,
             config=config,
-            thresholds=thresholds,
-            training=contents.get("training") or {},
+            calibration=calibration,
+            training=training,
             snapkit_version=str(contents.get("snapkit_version", "unknown")),
             path=path,
         )

@@ -6,7 +6,8 @@ included: ``waveform [batch, clip_samples]`` (float32 mono in [-1, 1] at the mod
 bundle's ``clip_s``); the batch axis is dynamic in both formats.
 
 A JSON sidecar written next to the model (``<file>.json``, e.g. ``model.onnx.json``) holds what a program
-needs to use the outputs: labels, thresholds, sample rate, clip length, frame hop and frame centre times.
+needs to use the outputs: labels, per-class calibration (thresholds, band, pauses), sample rate, clip length,
+frame hop and frame centre times.
 
 Formats, as checked with torch 2.13:
 
@@ -28,7 +29,6 @@ import contextlib
 import copy
 import json
 import logging
-import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,13 +39,14 @@ import torch
 
 import snapkit
 from snapkit.errors import SnapkitError
-from snapkit.models.bundle import ModelBundle, temporary_path_beside
+from snapkit.files import replace_atomically
+from snapkit.models.bundle import ModelBundle
 from snapkit.models.classifier import SoundClassifier
 
 ExportFormat = Literal["onnx", "torchscript"]
 EXPORT_FORMATS: tuple[str, ...] = ("onnx", "torchscript")
 SIDECAR_FORMAT = "snapkit-export"
-SIDECAR_FORMAT_VERSION = 1
+SIDECAR_FORMAT_VERSION = 2  # 2: "calibration" (per class on, off, band_hz, pause_s) replaced "thresholds"
 # ONNX STFT needs opset 17; 18 is what torch 2.13's exporter targets best and onnxruntime >= 1.14 runs.
 ONNX_OPSET = 18
 INPUT_NAME = "waveform"
@@ -103,7 +104,7 @@ def export_model(
     with torch.no_grad():
         expected = [tensor.numpy() for tensor in model(check)]
 
-    with _atomic_file(path) as temp:
+    with replace_atomically(path, what=f"the {format} export") as temp:
         if format == "onnx":
             _export_onnx(model, example, temp)
             actual = _run_onnx(temp, check)
@@ -118,7 +119,7 @@ def export_model(
                         f"The {format} export of {name} differs from the model by {difference:.3g} "
                         f"(allowed {TOLERANCE}); this is a snapkit bug, please report it."
                     )
-    with _atomic_file(sidecar) as temp:
+    with replace_atomically(sidecar) as temp:
         temp.write_text(json.dumps(_sidecar(bundle, model, path, format), indent=2) + "\n", encoding="utf-8")
     return path
 
@@ -204,20 +205,6 @@ def _quiet() -> Iterator[None]:
         onnx_logger.setLevel(level)
 
 
-@contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path``; renamed to ``path`` if the block succeeds, deleted otherwise."""
-    temp = temporary_path_beside(path)
-    try:
-        yield temp
-        os.replace(temp, path)
-    except OSError as error:
-        raise SnapkitError(f"Cannot write {path} ({error.strerror}); check the disk space and permissions.") from error
-    finally:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-
-
 def _sidecar(bundle: ModelBundle, model: SoundClassifier, path: Path, format: str) -> dict[str, Any]:
     """What a program running the exported file needs to know, as plain JSON values."""
     num_frames = model.num_output_frames(model.clip_samples)
@@ -230,7 +217,7 @@ def _sidecar(bundle: ModelBundle, model: SoundClassifier, path: Path, format: st
         "model_format": format,
         "labels": list(model.labels),
         "background_label": model.config.background_label,
-        "thresholds": bundle.thresholds,
+        "calibration": {label: entry.to_dict() for label, entry in (bundle.calibration or {}).items()},
         "sample_rate_hz": model.sample_rate_hz,
         "clip_s": model.config.clip_s,
         "clip_samples": model.clip_samples,

@@ -85,7 +85,7 @@ def decide(bundle: ModelBundle, probs: np.ndarray) -> str:
 
         best = int(softmax_labels(torch.as_tensor(probs, dtype=torch.float32)[None])[0])
         return labels[best] if best < len(labels) else bundle.config.background_label
-    margins = [probs[i] - bundle.thresholds[label]["on"] for i, label in enumerate(labels)]
+    margins = [probs[i] - bundle.calibrated(label).on for i, label in enumerate(labels)]
     best = int(np.argmax(margins))
     return labels[best] if margins[best] >= 0 else bundle.config.background_label
 

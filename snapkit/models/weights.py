@@ -25,18 +25,17 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import platformdirs
-
-from snapkit.errors import WeightsError
+from snapkit.errors import SnapkitError, WeightsError
+from snapkit.files import cache_root, write_atomically
+from snapkit.progress import progress_bar
 
 # Environment variables a user (or a test) sets to point snapkit at weights it already has.
 WEIGHTS_DIR_ENV = "SNAPKIT_WEIGHTS_DIR"
-CACHE_DIR_ENV = "SNAPKIT_CACHE_DIR"
 
 _CHUNK_BYTES = 1 << 20  # 1 MiB: large enough for throughput, small enough for a smooth progress bar.
 _DEFAULT_TIMEOUT_S = 30.0  # Per socket operation (connect, each read), not for the whole transfer.
@@ -93,14 +92,6 @@ def file_digest(path: Path, algorithm: str) -> str:
     return hasher.hexdigest()
 
 
-def cache_root() -> Path:
-    """snapkit's per-user cache folder: ``$SNAPKIT_CACHE_DIR`` or the platform's user cache dir."""
-    override = os.environ.get(CACHE_DIR_ENV)
-    if override:
-        return Path(override).expanduser()
-    return Path(platformdirs.user_cache_dir("snapkit"))
-
-
 def cache_path(spec: WeightsSpec) -> Path:
     """Where ``spec``'s file lives in (or is downloaded to) the user cache."""
     return cache_root() / "weights" / spec.name / spec.filename
@@ -144,14 +135,10 @@ def _remembered_as_verified(path: Path, algorithm: str, digest: str) -> bool:
 
 def _remember_verified(path: Path, algorithm: str, digest: str) -> None:
     sidecar = _sidecar_path(path)
-    try:
-        sidecar.parent.mkdir(parents=True, exist_ok=True)
-        # Written to a temporary name then renamed, so a concurrent reader never sees half a record.
-        temporary = sidecar.with_name(f"{sidecar.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(_sidecar_record(path, algorithm, digest)), encoding="utf-8")
-        os.replace(temporary, sidecar)
-    except OSError:
-        pass  # An unwritable cache only costs hashing the file again next time.
+    # Whole or not at all, so a concurrent reader never sees half a record. An unwritable cache only costs hashing
+    # the file again next time.
+    with contextlib.suppress(OSError, SnapkitError):
+        write_atomically(sidecar, json.dumps(_sidecar_record(path, algorithm, digest)))
 
 
 def _forget_verified(path: Path) -> None:
@@ -204,37 +191,6 @@ def _verify_spec(path: Path, spec: WeightsSpec) -> bool:
 
 class NetworkError(WeightsError):
     """The weights server could not be reached or the transfer broke off (a ``.part`` file may remain)."""
-
-
-@contextlib.contextmanager
-def _progress_bar(
-    description: str, total: int | None, completed: int, enabled: bool
-) -> Iterator[Callable[[int], None]]:
-    """Yield a callable ``advance(n_bytes)``; draws a rich bar (bytes, speed, ETA) on stderr when enabled."""
-    if not enabled:
-        yield lambda _n: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    ) as progress:
-        task = progress.add_task(description, total=total, completed=completed)
-        yield lambda n: progress.advance(task, n)
 
 
 def _expected_total(response: http.client.HTTPResponse, start: int) -> int | None:
@@ -332,7 +288,7 @@ def download(
             try:
                 with (
                     part.open(mode) as out,
-                    _progress_bar(f"Downloading {dest.name}", total, start, progress) as advance,
+                    progress_bar(f"Downloading {dest.name}", total, progress, unit="bytes", completed=start) as advance,
                 ):
                     received = _copy_stream(response, out, advance)
             except (http.client.HTTPException, OSError) as error:  # OSError covers resets and timeouts.

@@ -9,7 +9,7 @@ Two stages:
   model, in training mode only.
 
 The *active part* of a sound is its 10 ms frames within 20 dB of its loudest frame, the rule
-``snapkit.synth.active_power`` uses to plant events, so "mixed at 0 dB" means the same in synthetic data and in
+``snapkit.eval.synth.active_power`` uses to plant events, so "mixed at 0 dB" means the same in synthetic data and in
 augmentation: a 50 ms snap mixed at 0 dB is as loud as the background while it sounds, not 16 dB quieter as a
 whole-clip SNR would make it.
 """
@@ -26,6 +26,7 @@ import torch
 
 from snapkit.audio.levels import ACTIVE_FRAME_S, active_power, frame_powers, sound_span
 from snapkit.errors import SnapkitError
+from snapkit.files import jsonable
 
 # A clip's noise floor is the power of its quietest frames: this percentile of its 10 ms frame powers.
 NOISE_FLOOR_PERCENTILE = 10.0
@@ -114,13 +115,13 @@ class AugmentConfig:
         is the same whatever the count, so a longer list of views extends a shorter one.
         """
         names = ("enabled", "time_shift", "gain_db", "mix_background_prob", "mix_snr_db")
-        settings = {name: _jsonable(getattr(self, name)) for name in names}
+        settings = {name: jsonable(getattr(self, name)) for name in names}
         if not self.mix_generated_noise:  # only when off, so the keys of views cached before it existed still hold
             settings["mix_generated_noise"] = False
         return settings
 
     def to_dict(self) -> dict[str, Any]:
-        return {key: _jsonable(value) for key, value in asdict(self).items()}
+        return {key: jsonable(value) for key, value in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AugmentConfig:
@@ -132,10 +133,6 @@ class AugmentConfig:
             )
         # JSON turns tuples into lists; the dataclass is frozen and hashable only with tuples.
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-
-def _jsonable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
 
 
 # ----------------------------------------------------------------------------------------------------

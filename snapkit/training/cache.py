@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +31,11 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import get_worker_info
 
 from snapkit.features.config import FrontEndConfig
+from snapkit.files import cache_root, replace_atomically, write_atomically
+from snapkit.progress import progress_bar
 from snapkit.training.augment import AugmentConfig, augment_waveform, fit_to_length
-from snapkit.training.data import ClipSet, progress_bar
+from snapkit.training.data import ClipSet
 
-CACHE_DIR_ENV = "SNAPKIT_CACHE_DIR"
 # Bump when what a cached file holds changes meaning, so old files are never read as new ones.
 _FORMAT_VERSION = 2  # 2: augmentation places sounds by their noise-relative span
 _READ_CHUNK_BYTES = 1 << 20
@@ -44,13 +44,8 @@ FeaturesFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def default_cache_root() -> Path:
-    """``$SNAPKIT_CACHE_DIR/embeddings`` when set, else ``embeddings`` in the per-user cache folder."""
-    override = os.environ.get(CACHE_DIR_ENV)
-    if override:
-        return Path(override).expanduser() / "embeddings"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("snapkit")) / "embeddings"
+    """``embeddings`` in snapkit's per-user cache folder (``$SNAPKIT_CACHE_DIR`` when set)."""
+    return cache_root() / "embeddings"
 
 
 def file_content_hash(path: Path) -> str:
@@ -89,7 +84,6 @@ class EmbeddingCache:
         frontend_config: the backbone's front end.
         augment: augmentation settings; only :meth:`AugmentConfig.view_settings` enter the key.
         clip_samples: samples a view holds (clip length at the front end's rate).
-        weights_tag: identifies non-default weights (e.g. their sha256), so other weights get other entries.
     """
 
     def __init__(
@@ -99,15 +93,12 @@ class EmbeddingCache:
         frontend_config: FrontEndConfig,
         augment: AugmentConfig,
         clip_samples: int,
-        *,
-        weights_tag: str = "",
     ) -> None:
         self.root = Path(root) if root is not None else default_cache_root()
         self.backbone_name = backbone_name
         self.frontend_config = frontend_config
         self.augment = augment
         self.clip_samples = clip_samples
-        self.weights_tag = weights_tag
 
     @classmethod
     def default(
@@ -117,11 +108,11 @@ class EmbeddingCache:
         return cls(None, backbone_name, frontend_config, augment, clip_samples)
 
     def settings(self, seed: int = 0) -> dict[str, object]:
-        """Everything besides the clip's content that decides the cached numbers."""
+        """Everything besides the clip's content that decides the cached numbers. The backbone's name stands for
+        its weights: every weights file snapkit loads verifies against that backbone's one release."""
         return {
             "format": _FORMAT_VERSION,
             "backbone": self.backbone_name,
-            "weights": self.weights_tag,
             "frontend": self.frontend_config.to_dict(),
             "augment": self.augment.view_settings(),
             "clip_samples": self.clip_samples,
@@ -157,25 +148,11 @@ class EmbeddingCache:
         directory.mkdir(parents=True, exist_ok=True)
         settings_file = directory / "settings.json"
         if not settings_file.exists():
-            _write_atomic(settings_file, json.dumps(self.settings(seed), indent=2, sort_keys=True).encode())
+            write_atomically(settings_file, json.dumps(self.settings(seed), indent=2, sort_keys=True))
         path = directory / f"{content_hash}.npy"
-        tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part")
-        try:
-            with open(tmp, "wb") as handle:
-                np.save(handle, np.ascontiguousarray(views, dtype=np.float32), allow_pickle=False)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with replace_atomically(path, what="the embedding cache file") as tmp, open(tmp, "wb") as handle:
+            np.save(handle, np.ascontiguousarray(views, dtype=np.float32), allow_pickle=False)
         return path
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def view_waveform(

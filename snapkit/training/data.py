@@ -12,9 +12,8 @@ one.
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from snapkit.audio.io import load_audio
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
 from snapkit.dataset.scan import Dataset
 from snapkit.errors import AudioFileError, DatasetError
+from snapkit.progress import progress_bar
 from snapkit.training.augment import AugmentConfig, augment_waveform, fit_to_length, generate_noise, noise_floor_rms
 
 # Loading fewer files than this is quick enough that a progress bar would only flash.
@@ -103,27 +103,6 @@ class ClipSet:
     def counts(self) -> dict[str, int]:
         """Clips per label, background included."""
         return dict(Counter(self.labels))
-
-
-@contextlib.contextmanager
-def progress_bar(description: str, total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``; draws a transient rich bar on stderr when ``enabled`` (a no-op otherwise)."""
-    if not enabled:
-        yield lambda _n: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n: progress.advance(task, n)
 
 
 # ----------------------------------------------------------------------------------------------------

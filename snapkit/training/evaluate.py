@@ -43,7 +43,7 @@ def evaluate_bundle(
         targets.append(target)
         if on_clip:
             on_clip()
-    thresholds = [bundle.thresholds[label]["on"] for label in config.labels]
+    thresholds = [bundle.calibrated(label).on for label in config.labels]
     report = clip_report(
         torch.as_tensor(np.stack(probs)),
         torch.as_tensor(np.stack(targets)),

@@ -8,7 +8,6 @@ class if its probability clears that class's threshold, else background. Backgro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,21 +19,11 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
-DEFAULT_ON_THRESHOLD = 0.5
-# The off threshold sits below the on threshold (hysteresis) so an event does not flicker at the boundary.
-OFF_FRACTION = 0.7
+from snapkit.models.calibration import DEFAULT_ON_THRESHOLD, ClassCalibration
+
 # Calibrated thresholds stay inside this range: with a handful of held-out clips the F1-best threshold can land
 # at 0.15, which on a day of background audio is a stream of false alarms (measured: 21 in 4 minutes).
 THRESHOLD_GRID = np.round(np.arange(0.3, 0.901, 0.025), 3)
-
-
-@dataclass(frozen=True)
-class ClassThreshold:
-    on: float
-    off: float
-
-    def to_dict(self) -> dict[str, float]:
-        return {"on": self.on, "off": self.off}
 
 
 def single_labels(probs: torch.Tensor, thresholds: Sequence[float] | None = None) -> torch.Tensor:
@@ -107,13 +96,13 @@ def clip_report(
 
 def calibrate_thresholds(
     probs: torch.Tensor, targets: torch.Tensor, labels: Sequence[str]
-) -> dict[str, ClassThreshold]:
+) -> dict[str, ClassCalibration]:
     """Per class, the on-threshold that maximises one-vs-rest F1 on held-out clip probabilities.
 
     Among thresholds with the best F1 the middle one is taken, which keeps the margin to both errors widest.
     A class with no held-out positives keeps the default. ``off = OFF_FRACTION * on``.
     """
-    result: dict[str, ClassThreshold] = {}
+    result: dict[str, ClassCalibration] = {}
     p = probs.detach().cpu().numpy()
     t = targets.detach().cpu().numpy() > 0.5
     for c, label in enumerate(labels):
@@ -123,7 +112,7 @@ def calibrate_thresholds(
             scores = np.array([_f1(p[:, c] >= g, t[:, c]) for g in THRESHOLD_GRID])
             best = np.flatnonzero(scores >= scores.max() - 1e-9)
             on = float(THRESHOLD_GRID[best[len(best) // 2]])
-        result[label] = ClassThreshold(on=on, off=round(on * OFF_FRACTION, 4))
+        result[label] = ClassCalibration.from_on(on)
     return result
 
 

@@ -27,9 +27,11 @@ from torch.utils.data import DataLoader, Dataset
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
 from snapkit.dataset.scan import scan_dataset
 from snapkit.errors import SnapkitError
+from snapkit.files import jsonable
 from snapkit.models.backbones.base import FrameEmbedder
 from snapkit.models.backbones.registry import BACKBONES, load_backbone
 from snapkit.models.bundle import ModelBundle
+from snapkit.models.calibration import Calibration
 from snapkit.models.classifier import SoundClassifier
 from snapkit.models.config import ModelConfig
 from snapkit.models.predict import probabilities_from_features, window_features
@@ -184,7 +186,7 @@ class TrainResult:
     metrics_path: Path
     tensorboard_dir: Path
     report: dict[str, object]
-    thresholds: dict[str, dict[str, float]]
+    calibration: Calibration  # per class: thresholds, band and pauses, as the bundle stores them
     seconds: float
     embedding_stats: str | None = None
     warnings: list[str] = field(default_factory=list)  # one sentence each: a near-chance model, a cut-short fit
@@ -376,11 +378,16 @@ def run_training(
     if final.logger is not None:
         _log_augmented_examples(final.logger.experiment, plan, clips, template, clip_samples)
     model = final.model.eval()
-    threshold_dict = {label: t.to_dict() for label, t in thresholds.items()}
     seconds = time.monotonic() - start
+    # The bundle's calibration: each class's thresholds with what its clips measured (band, pauses).
     profiles = class_profiles(clips.waveforms, clips.labels, clips.sample_rate_hz, s.background_label)
+    calibration = {
+        label: replace(entry, band_hz=profiles[label].band_hz, pause_s=profiles[label].pause_s)
+        if label in profiles
+        else entry
+        for label, entry in thresholds.items()
+    }
     training_info = {
-        "class_profiles": {label: profile.to_dict() for label, profile in profiles.items()},
         "settings": asdict(s),
         "augment": plan.augment.to_dict(),
         "counts": plan.counts,
@@ -388,16 +395,14 @@ def run_training(
         "seconds": seconds,
         "data_dir": str(plan.data_dir),
     }
-    ModelBundle(model=model, config=config, thresholds=threshold_dict, training=_jsonable(training_info)).save(
-        bundle_path
-    )
+    ModelBundle(model=model, config=config, calibration=calibration, training=jsonable(training_info)).save(bundle_path)
     metrics_path = out / "metrics.json"
     metrics_path.write_text(
         json.dumps(
-            _jsonable(
+            jsonable(
                 {
                     **report,
-                    "thresholds": threshold_dict,
+                    "calibration": {label: entry.to_dict() for label, entry in calibration.items()},
                     "seconds": seconds,
                     "counts": plan.counts,
                     "backbone": s.backbone,
@@ -411,7 +416,7 @@ def run_training(
         metrics_path=metrics_path,
         tensorboard_dir=tb_dir,
         report=report,
-        thresholds=threshold_dict,
+        calibration=calibration,
         seconds=seconds,
         embedding_stats=inputs.embedding_stats,
         warnings=notes,
@@ -513,7 +518,6 @@ def _fit(
     options: TrainerOptions,
     pace: _Pace,
 ) -> SoundEventModule:
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
     s = inputs.plan.settings
@@ -541,18 +545,9 @@ def _fit(
         else None
     )
     logger = TensorBoardLogger(save_dir=str(tb_dir), name="", version=name, default_hp_metric=False)
-    # Only the final fit is checkpointed, every 10 epochs: a head's checkpoint carries the frozen backbone (20 MB
-    # for sfx-cnn9), and writing one per epoch of every fold dominated training time.
-    callbacks = (
-        [
-            ModelCheckpoint(
-                dirpath=str(inputs.plan.out_dir / "checkpoints"), save_last=True, save_top_k=0, every_n_epochs=10
-            )
-        ]
-        if name == "final"
-        else []
-    )
-    callbacks += pace.callbacks(name)
+    # No Lightning checkpoints: nothing resumes from them (the bundle is the one output, written once training ends),
+    # and each carried the whole model, 19 MB with a frozen sfx-cnn9, several per run.
+    callbacks = pace.callbacks(name)
     with _quiet_lightning():
         trainer = L.Trainer(
             max_epochs=pace.budget.epochs,
@@ -564,6 +559,7 @@ def _fit(
             precision=options.precision,
             logger=logger,
             callbacks=callbacks,
+            enable_checkpointing=False,
             enable_progress_bar=options.progress_bar,
             enable_model_summary=False,
             log_every_n_steps=1,
@@ -681,15 +677,3 @@ def _quiet_lightning() -> Iterator[None]:
     finally:
         for logger, level in zip(chatty, levels, strict=True):
             logger.setLevel(level)
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

@@ -1,8 +1,8 @@
 """Long test soundscapes: recordings of the target sounds planted over background recordings at known times and
-signal-to-noise ratios, with the ground truth a detector is scored against (:mod:`snapkit.detection.scoring`).
+signal-to-noise ratios, with the ground truth a detector is scored against (:mod:`snapkit.eval.scoring`).
 
 Built from a user's own clips (``DATA/<label>/*.wav``, ideally ones the model never trained on, see
-:func:`split_for_soundscapes`), so a detector is measured on real sounds in real rooms; :mod:`snapkit.synth`
+:func:`split_for_soundscapes`), so a detector is measured on real sounds in real rooms; :mod:`snapkit.eval.synth`
 makes generated streams instead. How a soundscape is put together:
 
 - **Background bed.** The background clips one after another, each pass through them in a new random order,
@@ -17,7 +17,7 @@ makes generated streams instead. How a soundscape is put together:
   that padding, so the clip's own room sound neither starts nor stops with a step. Events are at least
   ``min_gap_s`` apart (one's offset to the next one's onset) and at least half that from the ends, at random times.
 - **SNR** is ``10·log10(P_sound / P_background)``: ``P_sound`` is the active power of the clip's span (10 ms frames
-  within 20 dB of its loudest, :func:`snapkit.audio.levels.active_power`, the rule of :mod:`snapkit.synth` and of
+  within 20 dB of its loudest, :func:`snapkit.audio.levels.active_power`, the rule of :mod:`snapkit.eval.synth` and of
   training augmentation, so "0 dB" means the same in all three), ``P_background`` the mean power of the bed under
   the event and ``local_s`` either side. An event that would push the mix past full scale is turned down, and its
   ``snr_db`` records the SNR actually used.
@@ -208,7 +208,7 @@ class Soundscape:
         return self.n_samples / self.sample_rate_hz
 
     def reference_events(self) -> list[Event]:
-        """The planted events as reference :class:`Event` objects, for :mod:`snapkit.detection.scoring`."""
+        """The planted events as reference :class:`Event` objects, for :mod:`snapkit.eval.scoring`."""
         return [event.to_event() for event in self.events]
 
     def render(self, start_n: int, end_n: int, *, background: bool = True) -> np.ndarray:
