@@ -726,3 +726,29 @@ def test_listen_command_refuses_a_bad_log_name_before_opening_the_device(
 def test_each_notifier_says_where_it_sends() -> None:
     assert WebhookNotifier("http://127.0.0.1:9/hook").target == "http://127.0.0.1:9/hook"
     assert ExecNotifier("true --now").target == "true --now"
+
+
+def test_ctrl_c_while_the_threads_start_still_shuts_down_cleanly() -> None:
+    from snapkit.detection.live import _LiveRun
+
+    source = TrackingSource(planted([(1.0, 0.5)]))
+    run = _LiveRun(
+        FakeDetector(),
+        source,
+        [],
+        [],
+        clip_saver=None,
+        duration_s=None,
+        stop_event=None,
+        on_status=None,
+        status_interval_s=0.05,
+        wall_time=WALL,
+        recent_events=8,
+    )
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    run._dispatcher.start = interrupted  # type: ignore[method-assign]  # Ctrl-C between the two starts
+    summary = run.run()
+    assert summary.interrupted and source.closed and snapkit_threads() == []

@@ -231,9 +231,10 @@ class _LiveRun:
         for notifier in self.notifiers:
             notifier.start()
         interrupted = False
-        self._inference.start()
-        self._dispatcher.start()
         try:
+            # Started inside the try: a Ctrl-C between the two starts still gets the clean shutdown below.
+            self._inference.start()
+            self._dispatcher.start()
             while not self.inference_done.wait(self.status_interval_s):
                 if self.on_status is not None:
                     self.on_status(self.snapshot(running=True))
@@ -261,9 +262,11 @@ class _LiveRun:
         self.stop.set()
         # The inference thread stops at the next block (a live source delivers one every few tens of ms, and gives
         # up after its own timeout when the device is gone), flushes the detector and tells the sink thread to end.
-        self._inference.join()
+        if self._inference.ident is not None:  # not started if Ctrl-C came first
+            self._inference.join()
         self.source.close()  # release the device as soon as no one reads it
-        self._dispatcher.join()
+        if self._dispatcher.ident is not None:
+            self._dispatcher.join()
         for notifier in self.notifiers:
             notifier.close()
 
