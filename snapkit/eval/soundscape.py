@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import os
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +46,7 @@ from snapkit.audio.levels import sound_span as event_span
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
 from snapkit.detection.events import Event
 from snapkit.errors import DatasetError, SnapkitError
+from snapkit.files import replace_atomically
 
 DEFAULT_EVENTS_PER_MINUTE = 10.0
 DEFAULT_MIN_GAP_S = 1.0
@@ -244,17 +243,12 @@ class Soundscape:
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} already exists; choose another name or pass overwrite=True to replace it.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part")
-        try:
-            with sf.SoundFile(
-                tmp, "w", samplerate=self.sample_rate_hz, channels=1, subtype="PCM_16", format="WAV"
-            ) as f:
-                for block in self.blocks(block_s):
-                    f.write(np.clip(block, -1.0, 1.0))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with (
+            replace_atomically(path) as tmp,
+            sf.SoundFile(tmp, "w", samplerate=self.sample_rate_hz, channels=1, subtype="PCM_16", format="WAV") as f,
+        ):
+            for block in self.blocks(block_s):
+                f.write(np.clip(block, -1.0, 1.0))
         return path
 
 

@@ -57,15 +57,6 @@ class ClassCalibration:
         """The calibration with on-threshold ``on`` and the usual off-threshold (``OFF_FRACTION * on``)."""
         return cls(on=on, off=round(on * OFF_FRACTION, 4), **measured)
 
-    def with_thresholds(self, on: float | None = None, off: float | None = None) -> ClassCalibration:
-        """A copy with ``on``/``off`` replaced where given (run-time overrides)."""
-        return ClassCalibration(
-            on=self.on if on is None else on,
-            off=self.off if off is None else off,
-            band_hz=self.band_hz,
-            pause_s=self.pause_s,
-        )
-
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the bundle file (and for JSON)."""
         return {
