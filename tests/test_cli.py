@@ -15,7 +15,21 @@ from snapkit.cli import app as app_module
 from snapkit.cli.app import app
 from tests.conftest import run_cli
 
-COMMANDS = ("devices", "record", "data", "import", "train", "evaluate", "predict", "export", "detect", "listen", "demo")
+COMMANDS = (
+    "devices",
+    "record",
+    "data",
+    "import",
+    "train",
+    "evaluate",
+    "predict",
+    "export",
+    "detect",
+    "listen",
+    "mine",
+    "relabel",
+    "demo",
+)
 
 
 def _invoke(*args: str) -> Result:

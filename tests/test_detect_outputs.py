@@ -392,3 +392,49 @@ def test_plot_targets_rules(tmp_path: Path) -> None:
     assert plot_targets(tmp_path, files[:1]) == [tmp_path / "a.png"]  # an existing folder
     with pytest.raises(SnapkitError, match="PNG"):
         plot_targets(tmp_path / "p.svg", files)
+
+
+# ------------------------------------------------------------------------------------------------ --save-clips
+
+
+def test_detect_saves_each_events_clip_named_by_file_and_time(tmp_path: Path, fake_engine: type[FakeDetector]) -> None:
+    a = _wav(tmp_path / "a.wav", 4.0, [(1.0, 1.5)])
+    b = _wav(tmp_path / "b.wav", 4.0, [(0.3, 0.5), (2.0, 2.25)])
+    clips = tmp_path / "clips"
+    result = _run(a, b, "--save-clips", clips, "--pre-roll-s", "0.5", "--post-roll-s", "0.25")
+    assert result.exit_code == 0, result.output
+    assert "clips: 3 saved in" in result.output
+    names = sorted(p.name for p in clips.iterdir())
+    assert names == ["a-0001.00s-knock.wav", "b-0000.30s-knock.wav", "b-0002.00s-knock.wav"]
+    clip, rate = sf.read(clips / "a-0001.00s-knock.wav")
+    assert rate == RATE_HZ and len(clip) == round((0.5 + 0.5 + 0.25) * RATE_HZ)  # pre-roll + event + post-roll
+    start, _ = sf.read(clips / "b-0000.30s-knock.wav")
+    assert len(start) == round((0.3 + 0.2 + 0.25) * RATE_HZ)  # the pre-roll stops at the start of the file
+
+    # The same files again: nothing is replaced, the new clips take the next free names.
+    before = {p.name: p.read_bytes() for p in clips.iterdir()}
+    assert _run(a, b, "--save-clips", clips, "--pre-roll-s", "0.5", "--post-roll-s", "0.25").exit_code == 0
+    after = {p.name: p.read_bytes() for p in clips.iterdir()}
+    assert {n: after[n] for n in before} == before
+    assert after["a-0001.00s-knock-2.wav"] == before["a-0001.00s-knock.wav"] and len(after) == 6
+
+
+def test_detect_clips_do_not_depend_on_chunk_size(tmp_path: Path, fake_engine: type[FakeDetector]) -> None:
+    a = _wav(tmp_path / "a.wav", 5.0, [(0.3, 0.9), (2.0, 2.55), (4.7, 5.0)])
+    saved = []
+    for chunk_s in ("0.01", "0.37", "1.0"):
+        clips = tmp_path / f"clips-{chunk_s}"
+        assert _run(a, "--chunk-s", chunk_s, "--save-clips", clips).exit_code == 0
+        saved.append({p.name: p.read_bytes() for p in clips.iterdir()})
+    assert saved[0] == saved[1] == saved[2] and len(saved[0]) == 3
+
+
+def test_detect_save_clips_into_a_file_is_refused_before_any_work(
+    tmp_path: Path, fake_engine: type[FakeDetector]
+) -> None:
+    a = _wav(tmp_path / "a.wav", 2.0, [(1.0, 1.5)])
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    result = _run(a, "--save-clips", taken)
+    assert isinstance(result.exception, SnapkitError) and "is a file, not a folder" in str(result.exception)
+    assert all(d.pushed_lengths == [] for d in fake_engine.instances)

@@ -357,15 +357,32 @@ def test_clip_saver_clamps_pre_roll_at_stream_start_and_finish_saves_short_post_
     assert saved.path is not None and len(sf.read(saved.path)[0]) == 1500  # from 0 (not -0.7 s) to the end, 1.5 s
 
 
-def test_clip_saver_reports_a_failed_write_without_raising(tmp_path: Path, warnings: list[str]) -> None:
+def test_clip_saver_never_overwrites_a_taken_name(tmp_path: Path, warnings: list[str]) -> None:
     saver = ClipSaver(tmp_path, pre_roll_s=0.0, post_roll_s=0.0, sample_rate_hz=1000, on_warning=warnings.append)
     saver.feed(np.zeros(2000, np.float32))
     blocker = tmp_path / "knock-20250501-140307-500-1.wav"
-    blocker.write_bytes(b"taken")  # the name is taken: write_wav never overwrites
+    blocker.write_bytes(b"taken")
+    saver.handle(update("end", 1, "knock", 0.5, 1.0), WALL)
+    (saved,) = saver.pop_completed()
+    assert saved.path == tmp_path / "knock-20250501-140307-500-1-2.wav" and saver.failures == 0
+    assert blocker.read_bytes() == b"taken" and not warnings
+
+
+def test_clip_saver_reports_a_failed_write_without_raising(
+    tmp_path: Path, warnings: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import snapkit.detection.sinks
+
+    def disk_full(path: Path, audio: np.ndarray, rate_hz: int) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(snapkit.detection.sinks, "write_wav", disk_full)
+    saver = ClipSaver(tmp_path, pre_roll_s=0.0, post_roll_s=0.0, sample_rate_hz=1000, on_warning=warnings.append)
+    saver.feed(np.zeros(2000, np.float32))
     saver.handle(update("end", 1, "knock", 0.5, 1.0), WALL)
     (saved,) = saver.pop_completed()
     assert saved.path is None and saver.failures == 1 and "could not save" in warnings[0]
-    assert blocker.read_bytes() == b"taken"
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------------- notifiers

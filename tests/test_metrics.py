@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from snapkit.training.metrics import calibrate_thresholds, clip_report, single_labels, target_labels
+from snapkit.training.metrics import (
+    calibrate_thresholds,
+    clip_decisions,
+    clip_report,
+    single_labels,
+    target_labels,
+)
 
 
 def test_single_labels_pick_the_class_clearing_its_threshold_by_most() -> None:
@@ -49,3 +55,14 @@ def test_calibration_never_goes_below_the_floor() -> None:
     probs = torch.tensor([[0.1, 0.0], [0.15, 0.0], [0.02, 0.0]])
     targets = torch.tensor([[1.0, 0], [1.0, 0], [0.0, 0]])
     assert calibrate_thresholds(probs, targets, ["a", "b"])["a"].on >= 0.3
+
+
+def test_clip_decisions_give_the_label_and_its_probability() -> None:
+    probs = torch.tensor([[0.9, 0.05], [0.2, 0.3], [0.5, 0.45]])
+    pred, scores = clip_decisions(probs, [0.5, 0.5])
+    assert pred.tolist() == [0, 2, 0]
+    # Background has no output of its own: its score is 1 - the highest class probability.
+    assert torch.allclose(scores, torch.tensor([0.9, 0.7, 0.5]))
+    pred, scores = clip_decisions(probs, background_is_rest=True)
+    assert pred.tolist() == [0, 2, 0]  # a clip head: background's share is 1 - sum (0.05, 0.5, 0.05)
+    assert torch.allclose(scores, torch.tensor([0.9, 0.5, 0.5]))

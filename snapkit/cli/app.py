@@ -13,6 +13,7 @@ from snapkit.cli import demo as demo_commands
 from snapkit.cli import detect as detect_commands
 from snapkit.cli import listen as listen_commands
 from snapkit.cli import record as record_commands
+from snapkit.cli import review as review_commands
 from snapkit.cli import train as train_commands
 from snapkit.cli.help import SnapkitGroup, use_snapkit_help
 from snapkit.cli.ui import err_console
@@ -33,6 +34,7 @@ data_commands.register(app)
 train_commands.register(app)
 detect_commands.register(app)
 listen_commands.register(app)
+review_commands.register(app)
 demo_commands.register(app)
 use_snapkit_help(app)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import numpy as np
 import pandas as pd
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -25,6 +26,7 @@ from snapkit.errors import SnapkitError
 if TYPE_CHECKING:
     from snapkit.detection.detector import Detector
     from snapkit.detection.plot import AudioOverview
+    from snapkit.detection.sinks import ClipSaver
 
 # Files shorter than this finish before a progress bar would be worth drawing.
 PROGRESS_MIN_S = 30.0
@@ -34,6 +36,11 @@ EVENTS_HELP = (
     f"Also write all events to this file, in the format its extension names: {FORMATS_TEXT}, as for `snapkit listen "
     "--events`; .tsv is the DCASE layout (filename, onset, offset, event_label). Times are seconds. Files are named as "
     "given here. An existing file is replaced (event lists are derived data; recordings are never overwritten)."
+)
+SAVE_CLIPS_HELP = (
+    "Save each event's audio (with --pre-roll-s before and --post-roll-s after) as a WAV in this folder, as `snapkit "
+    "listen --save-clips` does, named <file stem>-<onset s>s-<label>.wav; an existing clip is never replaced (a new "
+    "name gets -2, -3, ...). Review them and move mistakes into the dataset with `snapkit relabel`."
 )
 PLOT_HELP = (
     "Draw spectrogram, class probabilities and events as a PNG. A folder (existing, or a name without extension) gets "
@@ -48,6 +55,7 @@ class FileResult:
 
     path: Path
     events: list[Event] = field(default_factory=list)
+    clips: list[Path] = field(default_factory=list)  # saved with --save-clips
     audio_s: float = 0.0
     processing_s: float = 0.0
 
@@ -96,6 +104,13 @@ def detect(
             "--chunk-s", min=0.01, help="Seconds of audio read and pushed at a time; events do not depend on it."
         ),
     ] = 1.0,
+    save_clips: Annotated[Path | None, typer.Option("--save-clips", help=SAVE_CLIPS_HELP)] = None,
+    pre_roll_s: Annotated[
+        float, typer.Option("--pre-roll-s", min=0.0, help="Seconds of audio kept before each saved event.")
+    ] = 1.0,
+    post_roll_s: Annotated[
+        float, typer.Option("--post-roll-s", min=0.0, help="Seconds of audio kept after each saved event.")
+    ] = 1.0,
 ) -> None:
     """Find the events of MODEL's classes in FILES, with onset and offset times in seconds."""
     from snapkit.detection.detector import Detector, DetectorSettings
@@ -113,9 +128,13 @@ def detect(
     if hop is not None:
         settings = dataclasses.replace(settings, hop_s=hop)
     detector = Detector(bundle, settings, sample_rate_hz=rate_hz, keep_timeline=plot is not None)
+    clips = ClipOptions(save_clips, pre_roll_s, post_roll_s) if save_clips is not None else None
+    if clips is not None:
+        clips.saver(files[0], rate_hz)  # refuse a bad folder now, not after an hour of audio
     console.print(
         f"model {model} ({', '.join(detector.labels)}) at {rate_hz} Hz; {detector.describe()}; "
-        f"reading {chunk_s} s at a time",
+        f"reading {chunk_s} s at a time"
+        + (f"; clips into {save_clips}/ ({pre_roll_s:g} s before, {post_roll_s:g} s after)" if clips else ""),
         highlight=False,
         soft_wrap=True,
     )
@@ -126,7 +145,9 @@ def detect(
         for index, path in enumerate(files):
             detector.reset()  # one detector for all files: nothing of one file may leak into the next
             try:
-                result, overview = _detect_file(detector, path, rate_hz, chunk_s, keep_audio=plot is not None)
+                result, overview = _detect_file(
+                    detector, path, rate_hz, chunk_s, keep_audio=plot is not None, clips=clips
+                )
             except SnapkitError as err:
                 failed.append(str(err))
                 console.print(f"[red]skipped:[/] {err}", highlight=False, soft_wrap=True)
@@ -150,6 +171,8 @@ def detect(
 
     if results:
         _print_summary(results, detector.labels)
+        if clips is not None:
+            console.print(f"clips: {sum(len(r.clips) for r in results)} saved in {clips.folder}/", highlight=False)
         if events_path is not None:
             write_events(events_path, [(str(r.path), e) for r in results for e in r.events])
             console.print(f"events: {events_path}", highlight=False)
@@ -157,11 +180,35 @@ def detect(
         raise typer.Exit(2)
 
 
+@dataclass(frozen=True)
+class ClipOptions:
+    """``--save-clips`` and its rolls: where each event's audio goes, and how much around it (seconds)."""
+
+    folder: Path
+    pre_roll_s: float
+    post_roll_s: float
+
+    def saver(self, source: Path, rate_hz: int) -> ClipSaver:
+        """The listen command's clip saver, naming clips after ``source`` and the event's time in it."""
+        from snapkit.detection.sinks import ClipSaver, file_time_name
+
+        return ClipSaver(
+            self.folder, self.pre_roll_s, self.post_roll_s, sample_rate_hz=rate_hz, name=file_time_name(source)
+        )
+
+
 def _detect_file(
-    detector: Detector, path: Path, rate_hz: int, chunk_s: float, *, keep_audio: bool
+    detector: Detector,
+    path: Path,
+    rate_hz: int,
+    chunk_s: float,
+    *,
+    keep_audio: bool,
+    clips: ClipOptions | None = None,
 ) -> tuple[FileResult, AudioOverview | None]:
     """Stream ``path`` through ``detector``; returns its :class:`FileResult` and, if ``keep_audio``, the
-    ``AudioOverview`` the plot needs (else None). Raises ``SnapkitError`` for a file that cannot be read."""
+    ``AudioOverview`` the plot needs (else None). With ``clips``, each event's audio is saved as ``listen`` saves it
+    (the same :class:`ClipSaver`, fed the same blocks). Raises ``SnapkitError`` for a file that cannot be read."""
     import soundfile as sf
 
     from snapkit.audio.sources import FileSource
@@ -169,6 +216,7 @@ def _detect_file(
 
     source = FileSource(path, rate_hz, block_s=chunk_s)
     overview = AudioOverview(rate_hz, source.duration_s) if keep_audio else None
+    saver = clips.saver(path, rate_hz) if clips is not None else None
     result = FileResult(path)
     samples = 0
     started = time.perf_counter()
@@ -194,11 +242,19 @@ def _detect_file(
             if block is None:
                 break
             samples += len(block)
-            result.events += [u.event for u in detector.push(block) if u.kind == "end"]
+            updates = detector.push(block)
+            result.events += [u.event for u in updates if u.kind == "end"]
+            if saver is not None:
+                saver.take(block, updates)
             if overview is not None:
                 overview.push(block)
             progress.update(task, completed=samples / rate_hz)
-        result.events += [u.event for u in detector.flush() if u.kind == "end"]
+        updates = detector.flush()
+        result.events += [u.event for u in updates if u.kind == "end"]
+        if saver is not None:
+            saver.take(np.zeros(0, np.float32), updates)
+            saver.finish()
+            result.clips = list(saver.saved)
     result.processing_s = time.perf_counter() - started
     result.audio_s = samples / rate_hz
     result.events.sort(key=lambda e: (e.onset_s, e.label))

@@ -163,6 +163,21 @@ def print_report(report: dict, calibration: Calibration | None = None) -> None:
     matrix = pd.DataFrame(report["confusion_matrix"], columns=[f"→{n}" for n in names])
     matrix.insert(0, "true \\ predicted", names)
     console.print(frame_table(matrix, title="Confusion matrix"))
+    if "mistakes" in report:
+        print_mistakes(report["mistakes"])
+
+
+def print_mistakes(mistakes: list[dict[str, object]]) -> None:
+    """Each misclassified clip (path, true label, predicted label, score), worst first."""
+    if not mistakes:
+        console.print("No misclassified clips.")
+        return
+    frame = pd.DataFrame(mistakes, columns=["path", "true", "predicted", "score"])
+    console.print(frame_table(frame, title=f"Misclassified clips ({len(mistakes)})", formats={"score": ".2f"}))
+    console.print(
+        "Listen to them: fix a wrong label with `snapkit relabel CLIP --label LABEL`, or record more of that sound.",
+        highlight=False,
+    )
 
 
 def evaluate(
@@ -180,8 +195,10 @@ def evaluate(
         console.print(f"[yellow]warning:[/] {note}", highlight=False)
     print_report(report, bundle.calibration)
     if json_path:
-        json_path.write_text(json.dumps(report, indent=2))
-        console.print(f"report: {json_path}")
+        from snapkit.files import jsonable, write_atomically
+
+        write_atomically(json_path, json.dumps(jsonable(report), indent=2), what="the report")
+        console.print(f"report: {json_path}", highlight=False)
 
 
 def predict(

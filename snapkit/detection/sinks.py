@@ -14,7 +14,7 @@ import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,29 @@ DEFAULT_MAX_CLIP_EVENT_S = 30.0
 # The detector reports an end some time after the offset (lookahead, minimum gap, the model window): the ring buffer
 # holds this much more so the pre-roll of a long event is still there when its end arrives (seconds).
 _REPORT_LATENCY_SLACK_S = 10.0
+# A file has no wall-clock time of its stream second 0; its clips are named by file and offset instead (file_time_name).
+FILE_WALL_TIME = datetime.fromtimestamp(0, timezone.utc)
+# A clip's name is taken: try NAME-2, NAME-3, ... up to this many before giving up (never overwrite).
+_MAX_NAME_TRIES = 1000
+
+# How a clip is named: (the finished event's update, wall-clock time of stream second 0) -> file stem, no extension.
+ClipNamer = Callable[[EventUpdate, datetime], str]
+
+
+def wall_time_name(update: EventUpdate, wall_time: datetime) -> str:
+    """``<label>-<wall time of onset>-<event_id>``: the name of a live clip (``listen --save-clips``)."""
+    stamp = wall_clock(wall_time, update.event.onset_s).strftime("%Y%m%d-%H%M%S-%f")[:-3]
+    return f"{update.event.label}-{stamp}-{update.event_id}"
+
+
+def file_time_name(source: Path) -> ClipNamer:
+    """Names for clips cut from the file ``source``: ``<file stem>-<onset, seconds into the file>s-<label>``,
+    e.g. ``kitchen-0123.45s-doorbell``, so a clip says where it came from and sorts by time within its file."""
+
+    def name(update: EventUpdate, wall_time: datetime) -> str:
+        return f"{source.stem}-{update.event.onset_s:07.2f}s-{update.event.label}"
+
+    return name
 
 
 @functools.lru_cache(maxsize=1)
@@ -181,7 +204,12 @@ class _SampleRing:
 
 class ClipSaver(Sink):
     """Saves each finished event's audio, with ``pre_roll_s`` before the onset and ``post_roll_s`` after the
-    offset, as ``DIRECTORY/<label>-<wall time of onset>-<event_id>.wav`` (written atomically, never overwriting).
+    offset, as ``DIRECTORY/<name>.wav`` (written atomically, never overwriting: a taken name gets ``-2``, ``-3``...).
+
+    ``name`` makes the file stem: by default :func:`wall_time_name` (``<label>-<wall time of onset>-<event_id>``,
+    for the microphone); :func:`file_time_name` for a file (``<file stem>-<onset>s-<label>``). With ``window_s`` the
+    clip is instead ``window_s`` seconds centred on the event (the whole event if it is longer; shifted to start at
+    0 near the stream's start), the model's own input length, which is what ``snapkit mine`` saves as training data.
 
     Design: the saver keeps its own ring buffer of the stream at the source's rate, fed with every block by
     ``feed()`` on the same thread and in the same order as the updates. An "end" update arrives before its
@@ -205,16 +233,20 @@ class ClipSaver(Sink):
         *,
         sample_rate_hz: int,
         max_event_s: float = DEFAULT_MAX_CLIP_EVENT_S,
+        name: ClipNamer = wall_time_name,
+        window_s: float | None = None,
         on_warning: Warn | None = None,
     ) -> None:
         super().__init__(on_warning)
         if pre_roll_s < 0 or post_roll_s < 0:
             raise SnapkitError("--pre-roll and --post-roll must be zero or more seconds.")
+        if window_s is not None and window_s <= 0:
+            raise SnapkitError(f"The clip window must be a positive number of seconds, not {window_s}.")
         self.directory = Path(directory)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
-            raise SnapkitError(f"{self.directory} is a file, not a folder; give --save-clips a folder.") from None
+            raise SnapkitError(f"{self.directory} is a file, not a folder; give a folder to save clips in.") from None
         except OSError as err:
             raise SnapkitError(
                 f"Cannot create the clip folder {self.directory} ({err.strerror or err}); choose another folder."
@@ -222,7 +254,9 @@ class ClipSaver(Sink):
         self.pre_roll_s = float(pre_roll_s)
         self.post_roll_s = float(post_roll_s)
         self.sample_rate_hz = int(sample_rate_hz)
-        capacity_s = pre_roll_s + max_event_s + post_roll_s + _REPORT_LATENCY_SLACK_S
+        self.window_s = window_s
+        self._name = name
+        capacity_s = pre_roll_s + max_event_s + post_roll_s + (window_s or 0.0) + _REPORT_LATENCY_SLACK_S
         self._ring = _SampleRing(round(capacity_s * self.sample_rate_hz))
         self._pending: list[_PendingClip] = []
         self._completed: list[SavedClip] = []
@@ -244,6 +278,13 @@ class ClipSaver(Sink):
         """Stream seconds fed so far."""
         return self._ring.total / self.sample_rate_hz
 
+    def take(self, block: np.ndarray, updates: list[EventUpdate], wall_time: datetime = FILE_WALL_TIME) -> None:
+        """``feed(block)``, then ``handle`` each of the ``updates`` the detector returned for it: the order the live
+        runner keeps, for callers that push a file through the detector themselves (``detect``, ``mine``)."""
+        self.feed(block)
+        for update in updates:
+            self.handle(update, wall_time)
+
     def feed(self, block: np.ndarray) -> None:
         """Append the next stream block ``[samples]`` and complete the saves whose post-roll it brings."""
         try:
@@ -255,11 +296,18 @@ class ClipSaver(Sink):
     def _handle(self, update: EventUpdate, wall_time: datetime) -> None:
         if update.kind != "end" or update.event.offset_s is None:
             return
-        rate = self.sample_rate_hz
-        start = max(0, round((update.event.onset_s - self.pre_roll_s) * rate))
-        end = round((update.event.offset_s + self.post_roll_s) * rate)
+        start, end = self._span(update.event.onset_s, update.event.offset_s)
         self._pending.append(_PendingClip(update, wall_time, start, end))
         self._complete(final=False)
+
+    def _span(self, onset_s: float, offset_s: float) -> tuple[int, int]:
+        """Absolute samples ``[start, end)`` of the clip of an event from ``onset_s`` to ``offset_s``."""
+        rate = self.sample_rate_hz
+        if self.window_s is None:
+            return max(0, round((onset_s - self.pre_roll_s) * rate)), round((offset_s + self.post_roll_s) * rate)
+        length = round(max(self.window_s, offset_s - onset_s) * rate)
+        start = max(0, round((onset_s + offset_s) / 2 * rate) - length // 2)
+        return start, start + length
 
     def finish(self) -> None:
         """The stream has ended: save every pending clip with the post-roll there is."""
@@ -290,16 +338,21 @@ class ClipSaver(Sink):
         if len(audio) == 0:
             self._fail(f"no audio was left to save for event {pending.update.event_id} ({event.label}).")
             return None
-        stamp = wall_clock(pending.wall_time, event.onset_s).strftime("%Y%m%d-%H%M%S-%f")[:-3]
-        path = self.directory / f"{event.label}-{stamp}-{pending.update.event_id}.wav"
-        try:
-            write_wav(path, audio, self.sample_rate_hz)
-        except (OSError, ValueError, RuntimeError) as err:
-            self._fail(f"could not save the clip {path}: {err}")
-            return None
-        with self._count_lock:
-            self.saved.append(path)
-        return path
+        stem = self._name(pending.update, pending.wall_time)
+        for attempt in range(1, _MAX_NAME_TRIES + 1):
+            path = self.directory / (f"{stem}.wav" if attempt == 1 else f"{stem}-{attempt}.wav")
+            try:
+                write_wav(path, audio, self.sample_rate_hz)
+            except FileExistsError:
+                continue  # an earlier run's clip (detect the same file twice): keep it, take the next name
+            except (OSError, ValueError, RuntimeError) as err:
+                self._fail(f"could not save the clip {path}: {err}")
+                return None
+            with self._count_lock:
+                self.saved.append(path)
+            return path
+        self._fail(f"could not save the clip of event {pending.update.event_id}: {_MAX_NAME_TRIES} names are taken.")
+        return None
 
     def _close(self) -> None:
         self.finish()

@@ -13,15 +13,18 @@ from snapkit.dataset.scan import scan_dataset
 from snapkit.errors import DatasetError
 from snapkit.models.bundle import ModelBundle
 from snapkit.models.predict import clip_probabilities
-from snapkit.training.metrics import clip_report
+from snapkit.training.metrics import clip_decisions, clip_report
 
 
 def evaluate_bundle(
     bundle: ModelBundle, data_dir: Path, on_clip: Callable[[], None] | None = None
 ) -> tuple[dict[str, object], list[str]]:
-    """Report (accuracy, macro F1, per-class figures, confusion matrix) and warnings for ``data_dir``.
+    """Report (accuracy, macro F1, per-class figures, confusion matrix, mistakes) and warnings for ``data_dir``.
 
-    Clips of classes the model does not know are skipped with a warning; unreadable clips too.
+    ``report["mistakes"]`` lists each misclassified clip as ``{"path", "true", "predicted", "score"}`` (score: the
+    probability of the predicted label, see :func:`~snapkit.training.metrics.clip_decisions`), worst first, so a
+    user can listen to them and fix a label or record more. Clips of classes the model does not know are skipped
+    with a warning; unreadable clips too.
     """
     config = bundle.config
     dataset = scan_dataset(data_dir, background_label=config.background_label)
@@ -44,13 +47,18 @@ def evaluate_bundle(
         if on_clip:
             on_clip()
     thresholds = [bundle.calibrated(label).on for label in config.labels]
+    probs_t, targets_t = torch.as_tensor(np.stack(probs)), torch.as_tensor(np.stack(targets))
+    # the rule of `snapkit predict` (snapkit.models.predict.decide)
     report = clip_report(
-        torch.as_tensor(np.stack(probs)),
-        torch.as_tensor(np.stack(targets)),
-        config.labels,
-        config.background_label,
-        thresholds,
-        background_is_rest=config.clip_head,  # the rule of `snapkit predict` (snapkit.models.predict.decide)
+        probs_t, targets_t, config.labels, config.background_label, thresholds, background_is_rest=config.clip_head
     )
     report["clips"] = len(clips)
+    pred, scores = clip_decisions(probs_t, thresholds, background_is_rest=config.clip_head)
+    names = [*config.labels, config.background_label]
+    mistakes = [
+        {"path": str(clip.path), "true": clip.label, "predicted": names[int(p)], "score": round(float(s), 4)}
+        for clip, p, s in zip(clips, pred, scores, strict=True)
+        if names[int(p)] != clip.label
+    ]
+    report["mistakes"] = sorted(mistakes, key=lambda m: (-m["score"], m["path"]))
     return report, notes

@@ -46,6 +46,21 @@ def softmax_labels(probs: torch.Tensor) -> torch.Tensor:
     return torch.cat([probs, rest], dim=1).argmax(dim=1)
 
 
+def clip_decisions(
+    probs: torch.Tensor, thresholds: Sequence[float] | None = None, *, background_is_rest: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clip probabilities ``[N, C]`` -> (one label per clip ``[N]`` in 0..C, C = background; its score ``[N]``).
+
+    The label is :func:`softmax_labels` when ``background_is_rest`` (clip-head probabilities), else
+    :func:`single_labels` with ``thresholds``. The score is the probability of that label; background has no output
+    of its own, so its score is what the classes leave (``1 - sum``) for a clip head and ``1 - max`` otherwise.
+    """
+    pred = softmax_labels(probs) if background_is_rest else single_labels(probs, thresholds)
+    rest = 1.0 - (probs.sum(dim=1) if background_is_rest else probs.max(dim=1).values)
+    scores = torch.cat([probs, rest.clamp(min=0.0)[:, None]], dim=1).gather(1, pred[:, None])[:, 0]
+    return pred, scores
+
+
 def target_labels(targets: torch.Tensor) -> torch.Tensor:
     """Multi-hot targets ``[N, C]`` (all zero for background) -> labels ``[N]`` in 0..C."""
     n_classes = targets.shape[1]
@@ -70,7 +85,7 @@ def clip_report(
     """
     names = [*labels, background_label]
     k = len(names)
-    pred = softmax_labels(probs) if background_is_rest else single_labels(probs, thresholds)
+    pred, _ = clip_decisions(probs, thresholds, background_is_rest=background_is_rest)
     true = target_labels(targets)
     precision = multiclass_precision(pred, true, k, average=None, zero_division=0)
     recall = multiclass_recall(pred, true, k, average=None, zero_division=0)
