@@ -170,7 +170,7 @@ def _checked_clip(clip: Path, folder: Path) -> Path:
         raise SnapkitError(f"{clip} is a folder; give the clips inside it (nothing was moved).")
     if not is_audio_path(clip):
         raise SnapkitError(f"{clip} is not an audio clip (.wav, .flac, ...); nothing was moved.")
-    source = clip.resolve()
+    source = clip.parent.resolve() / clip.name  # a link is moved as a link, not the file it points to
     if source.parent == folder:
         raise SnapkitError(f"{clip} is already in {folder}; nothing was moved.")
     return source
