@@ -148,3 +148,19 @@ def test_mine_cli_counts_what_detect_finds(detector_bundle_path: Path, tmp_path:
 
     result = run_cli("mine", str(detector_bundle_path), str(wav), "--data", str(data), "--label", "beep")
     assert result.returncode == 2 and "one of the model's classes" in " ".join(result.stderr.split())
+
+
+def test_another_sample_rate_and_a_file_shorter_than_the_window(tmp_path: Path) -> None:
+    # 8 kHz in: resampled to the detector's rate, so the event and its clip are where they are in seconds.
+    t = np.arange(4 * 8000) / 8000
+    audio = (0.01 * np.random.default_rng(3).standard_normal(len(t))).astype(np.float32)
+    burst = (t >= 1.5) & (t < 2.0)
+    audio[burst] += 0.5 * np.sin(2 * np.pi * 800 * t[burst]).astype(np.float32)
+    low = tmp_path / "low.wav"
+    sf.write(low, audio, 8000)
+    short = _wav(tmp_path / "short.wav", 0.5, [])
+    result = _mine([low, short], tmp_path / "data")
+    (clip,) = (tmp_path / "data" / "background").iterdir()
+    assert clip.name == "low-0001.50s-knock.wav" and sf.info(clip).samplerate == RATE_HZ
+    assert sf.info(clip).duration == pytest.approx(WINDOW_S)
+    assert result.files == 2 and result.total == 1 and result.audio_s == pytest.approx(4.5)
