@@ -193,7 +193,7 @@ class ClipOptions:
         from snapkit.detection.sinks import ClipSaver, file_time_name
 
         return ClipSaver(
-            self.folder, self.pre_roll_s, self.post_roll_s, sample_rate_hz=rate_hz, name=file_time_name(source)
+            self.folder, self.pre_roll_s, self.post_roll_s, sample_rate_hz=rate_hz, clip_name=file_time_name(source)
         )
 
 

@@ -107,7 +107,11 @@ def mine_files(
             result.skipped.append(str(err))
             continue
         saver = ClipSaver(
-            target, sample_rate_hz=sample_rate_hz, name=file_time_name(path), window_s=window_s, on_warning=on_warning
+            target,
+            sample_rate_hz=sample_rate_hz,
+            clip_name=file_time_name(path),
+            window_s=window_s,
+            on_warning=on_warning,
         )
         samples, events = 0, 0
         try:

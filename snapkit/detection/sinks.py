@@ -206,7 +206,7 @@ class ClipSaver(Sink):
     """Saves each finished event's audio, with ``pre_roll_s`` before the onset and ``post_roll_s`` after the
     offset, as ``DIRECTORY/<name>.wav`` (written atomically, never overwriting: a taken name gets ``-2``, ``-3``...).
 
-    ``name`` makes the file stem: by default :func:`wall_time_name` (``<label>-<wall time of onset>-<event_id>``,
+    ``clip_name`` makes the file stem: by default :func:`wall_time_name` (``<label>-<wall time of onset>-<event_id>``,
     for the microphone); :func:`file_time_name` for a file (``<file stem>-<onset>s-<label>``). With ``window_s`` the
     clip is instead ``window_s`` seconds centred on the event (the whole event if it is longer; shifted to start at
     0 near the stream's start), the model's own input length, which is what ``snapkit mine`` saves as training data.
@@ -233,7 +233,7 @@ class ClipSaver(Sink):
         *,
         sample_rate_hz: int,
         max_event_s: float = DEFAULT_MAX_CLIP_EVENT_S,
-        name: ClipNamer = wall_time_name,
+        clip_name: ClipNamer = wall_time_name,
         window_s: float | None = None,
         on_warning: Warn | None = None,
     ) -> None:
@@ -255,7 +255,7 @@ class ClipSaver(Sink):
         self.post_roll_s = float(post_roll_s)
         self.sample_rate_hz = int(sample_rate_hz)
         self.window_s = window_s
-        self._name = name
+        self._clip_name = clip_name
         capacity_s = pre_roll_s + max_event_s + post_roll_s + (window_s or 0.0) + _REPORT_LATENCY_SLACK_S
         self._ring = _SampleRing(round(capacity_s * self.sample_rate_hz))
         self._pending: list[_PendingClip] = []
@@ -338,7 +338,7 @@ class ClipSaver(Sink):
         if len(audio) == 0:
             self._fail(f"no audio was left to save for event {pending.update.event_id} ({event.label}).")
             return None
-        stem = self._name(pending.update, pending.wall_time)
+        stem = self._clip_name(pending.update, pending.wall_time)
         for attempt in range(1, _MAX_NAME_TRIES + 1):
             path = self.directory / (f"{stem}.wav" if attempt == 1 else f"{stem}-{attempt}.wav")
             try:
