@@ -76,6 +76,13 @@ def mine(
         highlight=False,
         soft_wrap=True,
     )
+    if result.failures:
+        console.print(
+            f"[yellow]warning:[/] {result.failures} clip(s) could not be written (see above); check that {target} is "
+            "writable and has space.",
+            highlight=False,
+            soft_wrap=True,
+        )
     if result.audio_s < ROUGH_RATE_BELOW_S:
         console.print(
             f"[yellow]note:[/] {minutes:.1f} min is too little for a reliable rate per hour; mine an hour or more.",
