@@ -164,3 +164,27 @@ def test_another_sample_rate_and_a_file_shorter_than_the_window(tmp_path: Path) 
     assert clip.name == "low-0001.50s-knock.wav" and sf.info(clip).samplerate == RATE_HZ
     assert sf.info(clip).duration == pytest.approx(WINDOW_S)
     assert result.files == 2 and result.total == 1 and result.audio_s == pytest.approx(4.5)
+
+
+def test_a_clip_that_cannot_be_written_is_counted_and_mining_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import snapkit.detection.sinks
+
+    def disk_full(path: Path, audio: np.ndarray, rate_hz: int) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(snapkit.detection.sinks, "write_wav", disk_full)
+    warnings: list[str] = []
+    a = _wav(tmp_path / "a.wav", 6.0, [(1.0, 1.2), (4.0, 4.2)])
+    result = mine_files(
+        _detector(),
+        [a],
+        tmp_path / "data",
+        "background",
+        sample_rate_hz=RATE_HZ,
+        window_s=WINDOW_S,
+        on_warning=warnings.append,
+    )
+    assert result.total == 2 and result.failures == 2 and result.clips == []
+    assert all("No space left" in w for w in warnings) and len(warnings) == 2
