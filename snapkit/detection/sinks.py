@@ -209,7 +209,7 @@ class ClipSaver(Sink):
     ) -> None:
         super().__init__(on_warning)
         if pre_roll_s < 0 or post_roll_s < 0:
-            raise SnapkitError("--pre-roll and --post-roll must be zero or more seconds.")
+            raise SnapkitError("--pre-roll-s and --post-roll-s must be zero or more seconds.")
         self.directory = Path(directory)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
