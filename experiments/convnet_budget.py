@@ -98,13 +98,21 @@ def main() -> None:
         print(f"train: {counts['train']}\ntest:  {counts['test']}", flush=True)
         run_dir = root / "run"
         options = ["--backbone", args.backbone, "--out", str(run_dir), "--seed", str(args.seed), *args.train_args]
-        train, train_s = run(["train", str(root / "train"), *options], env)
+        train, train_s = run(["train", "--data", str(root / "train"), *options], env)
         print(train.stdout, train.stderr, sep="\n", flush=True)
         if train.returncode != 0:
             raise SystemExit(f"snapkit train failed (exit {train.returncode}).")
         metrics = json.loads((run_dir / "metrics.json").read_text())
         evaluate, _ = run(
-            ["evaluate", str(run_dir / "model.snapkit"), str(root / "test"), "--json", str(root / "test.json")], env
+            [
+                "evaluate",
+                str(run_dir / "model.snapkit"),
+                "--data",
+                str(root / "test"),
+                "--report",
+                str(root / "test.json"),
+            ],
+            env,
         )
         if evaluate.returncode != 0:
             raise SystemExit(f"snapkit evaluate failed (exit {evaluate.returncode}):\n{evaluate.stderr}")

@@ -1,6 +1,6 @@
 """Does `snapkit import` keep the sound and drop the room? Long recordings built from real clips over real room tone.
 
-    python experiments/import_activity.py [SOUNDS_DIR] --clips 6 --seconds 2 --hop 1
+    python experiments/import_activity.py [SOUNDS_DIR] --clips 6 --clip-s 2 --hop-s 1
 
 SOUNDS_DIR holds sets with a ``metadata.csv`` (``file`` and ``label`` columns), as ``../shared/sounds`` does, and a
 ``background/`` folder of long room-tone recordings. For each chosen class, ``--clips`` of its clips are cut to their
@@ -127,8 +127,9 @@ def main() -> None:
     parser.add_argument("--steady", nargs="+", default=list(STEADY_CLASSES), help="SET/label of lasting sounds")
     parser.add_argument("--rooms", nargs="+", default=list(ROOMS), help="room-tone files in SOUNDS/background")
     parser.add_argument("--clips", type=int, default=6, help="sounds in each recording")
-    parser.add_argument("--seconds", type=float, default=2.0, help="clip length, s")
-    parser.add_argument("--hop", type=float, default=1.0, help="clip hop, s")
+    # The names of `snapkit import`; the old spellings still parse.
+    parser.add_argument("--clip-s", "--seconds", dest="seconds", type=float, default=2.0, help="clip length, s")
+    parser.add_argument("--hop-s", "--hop", dest="hop", type=float, default=1.0, help="clip hop, s")
     parser.add_argument("--activity-db", type=float, default=DEFAULT_ACTIVITY_DB, help="the new rule's dB")
     parser.add_argument("--no-scan", action="store_true", help="skip `snapkit data` over the real sets as they are")
     parser.add_argument("--seed", type=int, default=0)
@@ -207,7 +208,7 @@ def main() -> None:
         lines.append(f"| {'recorded in the same room' if with_bg else 'none'} | {cells} |")
     for set_name, (n_flagged, n_clips) in real_flags.items():
         lines.append(
-            f"\n`snapkit data {args.sounds / set_name}` (real clips as they are): {n_flagged} of {n_clips} "
+            f"\n`snapkit data --data {args.sounds / set_name}` (real clips as they are): {n_flagged} of {n_clips} "
             "clips warned about as background-like."
         )
     text = "\n".join(lines)

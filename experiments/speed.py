@@ -192,7 +192,9 @@ def stamina(bundle: ModelBundle, hours: float) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=120.0, help="audio seconds per RTF measurement")
+    parser.add_argument(
+        "--audio-s", "--seconds", dest="seconds", type=float, default=120.0, help="audio seconds per RTF measurement"
+    )
     parser.add_argument(
         "--backbones", nargs="*", default=list(ARCHITECTURES), help="which backbones to time (none: skip)"
     )
@@ -226,7 +228,7 @@ def main() -> None:
     rows = []
     for name in args.backbones:
         for mode in modes(name):
-            rows.append(in_child("--seconds", str(args.seconds), "--child", "rtf", name, mode))
+            rows.append(in_child("--audio-s", str(args.seconds), "--child", "rtf", name, mode))
             print(rows[-1], flush=True)
     results["rtf"] = rows
 

@@ -189,7 +189,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "model.snapkit of a --keep-files run with the same DATA_DIR, --held-out and --seed)",
     )
     parser.add_argument("--epochs", type=int, help="training epochs (default: the backbone's)")
-    parser.add_argument("--hop", type=float, help="detector hop, seconds (default: the detector's)")
+    parser.add_argument(
+        "--hop-s", "--hop", dest="hop", type=float, help="detector hop, seconds (default: the detector's)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of generation, split, training and soundscapes")
     parser.add_argument("--classes", nargs="+", default=list(CLASSES), help="sound classes when generating")
     parser.add_argument("--clips", type=int, default=12, help="clips per class when generating")

@@ -70,7 +70,9 @@ def test_evaluate_command_prints_the_mistakes_and_writes_them_to_json(
     data = _dataset(tmp_path / "data")
     report = tmp_path / "report.json"
     result = CliRunner().invoke(
-        app, ["evaluate", "model.snapkit", str(data), "--json", str(report)], env={"COLUMNS": "200", "NO_COLOR": "1"}
+        app,
+        ["evaluate", "model.snapkit", "--data", str(data), "--report", str(report)],
+        env={"COLUMNS": "200", "NO_COLOR": "1"},
     )
     assert result.exit_code == 0, result.output
     table = result.output.split("Misclassified clips (2)", 1)[1]
@@ -80,6 +82,9 @@ def test_evaluate_command_prints_the_mistakes_and_writes_them_to_json(
         str(data / "knock" / "quiet.wav"),
         str(data / "background" / "bang.wav"),
     ]
+    printed = CliRunner().invoke(app, ["evaluate", "model.snapkit", "--data", str(data), "--json"])
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(printed.stdout)["mistakes"] == json.loads(report.read_text())["mistakes"]
 
 
 @pytest.mark.slow
@@ -94,7 +99,7 @@ def test_evaluate_lists_a_mislabelled_clip_with_the_real_model(detector_bundle_p
     wrong = data / "scratch" / f"misfiled-{beep.name}"
     shutil.move(beep, wrong)
     report = tmp_path / "report.json"
-    result = run_cli("evaluate", str(detector_bundle_path), str(data), "--json", str(report))
+    result = run_cli("evaluate", str(detector_bundle_path), "--data", str(data), "--report", str(report))
     assert result.returncode == 0, result.stderr
     mistakes = json.loads(report.read_text())["mistakes"]
     mine = [m for m in mistakes if m["path"] == str(wrong)]

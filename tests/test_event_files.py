@@ -491,10 +491,10 @@ def test_the_real_detector_gives_identical_records_in_both_commands(
     monkeypatch.setattr(FakeMic, "wav", wav)
     from_file, live = tmp_path / "detect.jsonl", tmp_path / "listen.jsonl"
     runner = CliRunner()
-    args = ["--events", str(from_file), "--hop", "0.25", "--chunk-s", "1.0"]
+    args = ["--events", str(from_file), "--hop-s", "0.25", "--chunk-s", "1.0"]
     result = runner.invoke(_app(), ["detect", str(detector_bundle_path), str(wav), *args])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(_app(), ["listen", str(detector_bundle_path), "--events", str(live), "--hop", "0.25"])
+    result = runner.invoke(_app(), ["listen", str(detector_bundle_path), "--events", str(live), "--hop-s", "0.25"])
     assert result.exit_code == 0, result.output
 
     detect_rows = raw_rows(from_file)

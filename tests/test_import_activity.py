@@ -165,7 +165,7 @@ def test_a_class_at_a_much_lower_sample_rate_is_named(tmp_path: Path) -> None:
     warnings = [p.message for p in find_problems(scan_dataset(tmp_path))]
     assert len(warnings) == 1, warnings
     assert warnings[0].startswith("class 'cough' was recorded at 8000 Hz, the other classes at about 16000 Hz")
-    assert "--samplerate 16000" in warnings[0]
+    assert "--sample-rate-hz 16000" in warnings[0]
 
 
 @pytest.mark.e2e
@@ -183,7 +183,7 @@ def test_import_and_data_through_the_cli(tmp_path: Path) -> None:
     assert old.returncode == 0 and "Imported 19 clip(s)" in old.stdout, old.stdout + old.stderr
     bg = run_cli("import", str(room), "--label", "background", "--data", str(data))
     assert bg.returncode == 0 and "Imported 9 clip(s)" in bg.stdout and "room tone only" not in bg.stdout
-    report = run_cli("data", str(data))
+    report = run_cli("data", "--data", str(data))
     assert report.returncode == 0, report.stderr
     assert "class 'tap': 13 clip(s) look like background" in report.stdout
     assert "class 'knock'" not in report.stdout

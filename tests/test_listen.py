@@ -673,7 +673,8 @@ def test_listen_command_prints_settings_one_line_per_event_and_a_summary(
     from snapkit.cli import listen as listen_cli
 
     detector_module = types.ModuleType("snapkit.detection.detector")
-    detector_module.DetectorSettings = lambda hop_s, mode: types.SimpleNamespace(  # type: ignore[attr-defined]
+    # listen passes --hop-s only when given; otherwise the detector's default applies.
+    detector_module.DetectorSettings = lambda mode, hop_s=0.25: types.SimpleNamespace(  # type: ignore[attr-defined]
         hop_s=hop_s, mode=mode, on_thresholds={}, off_thresholds={}
     )
     detector_module.Detector = lambda bundle, settings, sample_rate_hz: FakeDetector(sample_rate_hz)  # type: ignore
@@ -698,7 +699,7 @@ def test_listen_command_prints_settings_one_line_per_event_and_a_summary(
             str(events),
             "--save-clips",
             str(tmp_path / "clips"),
-            "--cooldown",
+            "--cooldown-s",
             "5",
         ],
     )
@@ -723,7 +724,7 @@ def test_listen_command_refuses_a_bad_log_name_before_opening_the_device(
     bundle_module = types.ModuleType("snapkit.models.bundle")
     bundle_module.load_model = lambda path: types.SimpleNamespace()  # type: ignore[attr-defined]
     detector_module = types.ModuleType("snapkit.detection.detector")
-    detector_module.DetectorSettings = lambda hop_s, mode: None  # type: ignore[attr-defined]
+    detector_module.DetectorSettings = lambda mode, hop_s=0.25: None  # type: ignore[attr-defined]
     detector_module.Detector = None  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "snapkit.detection.detector", detector_module)
     monkeypatch.setitem(sys.modules, "snapkit.models.bundle", bundle_module)

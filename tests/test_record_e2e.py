@@ -59,13 +59,13 @@ def record_cmd(data: Path, *extra: str) -> list[str]:
         "played",
         "--data",
         str(data),
-        "--seconds",
+        "--clip-s",
         "2",
         "--device",
         "pulse",
-        "--samplerate",
+        "--sample-rate-hz",
         str(RATE),
-        "--countdown",
+        "--countdown-s",
         "0",
         *extra,
     ]
@@ -79,7 +79,7 @@ def test_record_captures_what_is_played(virtual_mic: VirtualMic, tmp_path: Path)
     try:
         time.sleep(0.5)
         result = subprocess.run(
-            record_cmd(tmp_path / "data", "--count", "3"),
+            record_cmd(tmp_path / "data", "--clips", "3"),
             env=virtual_mic.env,
             capture_output=True,
             text=True,
@@ -110,7 +110,7 @@ def test_continuous_recording_keeps_finished_clips_on_ctrl_c(virtual_mic: Virtua
     folder = tmp_path / "data" / "played"
     player = virtual_mic.play(wav)
     proc = subprocess.Popen(
-        record_cmd(tmp_path / "data", "--continuous", "--seconds", "1"),
+        record_cmd(tmp_path / "data", "--continuous", "--clip-s", "1"),
         env=virtual_mic.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -139,7 +139,7 @@ def test_continuous_recording_keeps_finished_clips_on_ctrl_c(virtual_mic: Virtua
 
 def test_silent_input_is_recorded_again_then_refused(virtual_mic: VirtualMic, tmp_path: Path) -> None:
     result = subprocess.run(
-        record_cmd(tmp_path / "data", "--count", "1", "--seconds", "0.5"),
+        record_cmd(tmp_path / "data", "--clips", "1", "--clip-s", "0.5"),
         env=virtual_mic.env,
         capture_output=True,
         text=True,

@@ -37,7 +37,7 @@ def weights_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def test_convnet_trains_and_the_bundle_works_everywhere(small_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = run_cli("train", str(small_data), "--out", str(out), "--epochs", "2", "--seed", "3")
+    result = run_cli("train", "--data", str(small_data), "--out", str(out), "--epochs", "2", "--seed", "3")
     assert result.returncode == 0, result.stdout + result.stderr
     text = result.stdout
     assert "plan" in text and "beep (4)" in text and "background (4)" in text and "SpecAugment" in text
@@ -62,9 +62,11 @@ def test_convnet_trains_and_the_bundle_works_everywhere(small_data: Path, tmp_pa
     assert set(bundle.calibration) == set(bundle.config.labels)
     assert all(0 < c.off < c.on < 1 and c.band_hz is not None for c in bundle.calibration.values())
 
-    ev = run_cli("evaluate", str(out / "model.snapkit"), str(small_data), "--json", str(tmp_path / "ev.json"))
+    model = str(out / "model.snapkit")
+    ev = run_cli("evaluate", model, "--data", str(small_data), "--json", "--report", str(tmp_path / "ev.json"))
     assert ev.returncode == 0, ev.stderr
     assert json.loads((tmp_path / "ev.json").read_text())["clips"] == 16
+    assert json.loads(ev.stdout) == json.loads((tmp_path / "ev.json").read_text())
 
     clip = next((small_data / "beep").glob("*.wav"))
     pred = run_cli("predict", str(out / "model.snapkit"), str(clip), "--json", "--top-k", "2")
@@ -80,7 +82,7 @@ def test_convnet_trains_and_the_bundle_works_everywhere(small_data: Path, tmp_pa
     with torch.no_grad():
         np.testing.assert_allclose(scripted(wave)[1].numpy(), bundle.model(wave)[1].numpy(), atol=1e-4)
 
-    again = run_cli("train", str(small_data), "--out", str(out), "--epochs", "1")
+    again = run_cli("train", "--data", str(small_data), "--out", str(out), "--epochs", "1")
     assert again.returncode == 2 and "already exists" in again.stderr  # a trained model is never replaced
 
 
@@ -89,7 +91,9 @@ def test_sfx_cnn9_head_learns_the_sounds_and_reuses_cached_embeddings(
 ) -> None:
     data = tmp_path / "data"
     make_dataset(data, classes=CLASSES, clips_per_class=8, background_clips=8, seed=5)
-    first = run_cli("train", str(data), "--backbone", "sfx-cnn9", "--out", str(tmp_path / "a"), env=weights_env)
+    first = run_cli(
+        "train", "--data", str(data), "--backbone", "sfx-cnn9", "--out", str(tmp_path / "a"), env=weights_env
+    )
     assert first.returncode == 0, first.stdout + first.stderr
     assert "embedded 40 new clips, 0 from cache" in first.stdout
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
@@ -136,7 +140,7 @@ def test_untrainable_datasets_get_one_clear_sentence(tmp_path: Path, layout: dic
         (data / label).mkdir(parents=True)
         for i in range(n):
             sf.write(data / label / f"{i}.wav", rng.standard_normal(8000).astype(np.float32) * 0.1, 16_000)
-    result = run_cli("train", str(data), "--out", str(tmp_path / "run"), "--epochs", "1")
+    result = run_cli("train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1")
     assert result.returncode == 2, result.stdout + result.stderr
     assert words in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 3
@@ -151,7 +155,7 @@ def test_awkward_but_trainable_dataset_warns_and_trains(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     sf.write(data / "chirp" / "only.wav", rng.standard_normal(44_100 * 2).astype(np.float32) * 0.1, 44_100)
     (data / "beep" / "broken.wav").write_text("not audio")
-    result = run_cli("train", str(data), "--out", str(tmp_path / "run"), "--epochs", "1")
+    result = run_cli("train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     out = " ".join(result.stdout.split())
     assert "warning" in out and "broken.wav" in out and "background" in out
@@ -168,7 +172,7 @@ def test_a_convnet_that_learns_nothing_says_so_and_logs_plain_progress(tmp_path:
         for i in range(10):
             sf.write(data / label / f"{i}.wav", rng.standard_normal(16_000).astype(np.float32) * 0.1, 16_000)
     out = tmp_path / "run"
-    result = run_cli("train", str(data), "--out", str(out), "--epochs", "2", "--max-minutes", "2")
+    result = run_cli("train", "--data", str(data), "--out", str(out), "--epochs", "2", "--max-minutes", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     text = " ".join(result.stdout.split())
     assert "time: about" in text and "limit 2 min (--max-minutes)" in text  # the estimate, before training

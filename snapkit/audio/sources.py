@@ -149,7 +149,7 @@ class MicrophoneSource:
             self._stream = None
             raise DeviceError(
                 f"Could not open input device {self.device.index} ({self.device.name}) at "
-                f"{self.sample_rate_hz} Hz: {err}; try another --device or --samplerate."
+                f"{self.sample_rate_hz} Hz: {err}; try another --device or --sample-rate-hz."
             ) from None
         return self
 

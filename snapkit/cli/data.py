@@ -9,6 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from snapkit.audio.levels import CLICK_EXTRA_DB, DEFAULT_ACTIVITY_DB, MIN_ACTIVE_S
+from snapkit.cli.options import DEFAULT_DATA_DIR, DataOption, DataReadOption, LegacyDataArgument, data_folder
 from snapkit.cli.ui import console, frame_table
 from snapkit.dataset.importer import import_files
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
@@ -16,17 +17,20 @@ from snapkit.dataset.scan import DEFAULT_SILENCE_THRESHOLD_DBFS, Dataset, find_p
 
 
 def data(
-    data_dir: Annotated[Path, typer.Argument(help="Dataset folder holding one folder per class.")] = Path("data"),
+    data_dir: DataReadOption = None,
     silence_threshold: Annotated[
         float,
-        typer.Option("--silence-threshold", help="Clips whose peak is below this level in dBFS are silent."),
+        typer.Option(
+            "--silence-dbfs", "--silence-threshold", help="Clips whose peak is below this level in dBFS are silent."
+        ),
     ] = DEFAULT_SILENCE_THRESHOLD_DBFS,
     background_label: Annotated[
         str, typer.Option("--background-label", help="The class that means 'nothing to report'.")
     ] = DEFAULT_BACKGROUND_LABEL,
+    data_arg: LegacyDataArgument = None,
 ) -> None:
     """Summarise a dataset (clips, seconds and sample rates per class) and list its problems."""
-    dataset = scan_dataset(data_dir, background_label=background_label)
+    dataset = scan_dataset(data_folder(data_dir, data_arg), background_label=background_label)
     print_dataset(dataset, silence_threshold)
 
 
@@ -66,11 +70,18 @@ def print_dataset(dataset: Dataset, silence_threshold_dbfs: float = DEFAULT_SILE
 def import_(
     files: Annotated[list[Path], typer.Argument(help="Audio files to cut into clips (WAV, FLAC, OGG, MP3).")],
     label: Annotated[str, typer.Option("--label", "-l", help="Class the clips belong to.")],
-    data_dir: Annotated[Path, typer.Option("--data", help="Dataset folder; clips go to DATA/LABEL/.")] = Path("data"),
-    seconds: Annotated[float, typer.Option("--seconds", min=0.1, help="Length of each clip, in seconds.")] = 2.0,
-    hop: Annotated[float, typer.Option("--hop", min=0.01, help="Seconds from one clip's start to the next.")] = 1.0,
+    data_dir: DataOption = DEFAULT_DATA_DIR,
+    seconds: Annotated[
+        float, typer.Option("--clip-s", "--seconds", min=0.1, help="Length of each clip, in seconds.")
+    ] = 2.0,
+    hop: Annotated[
+        float, typer.Option("--hop-s", "--hop", min=0.01, help="Seconds from one clip's start to the next.")
+    ] = 1.0,
     silence_threshold: Annotated[
-        float, typer.Option("--silence-threshold", help="Skip clips whose peak is below this level in dBFS.")
+        float,
+        typer.Option(
+            "--silence-dbfs", "--silence-threshold", help="Skip clips whose peak is below this level in dBFS."
+        ),
     ] = DEFAULT_SILENCE_THRESHOLD_DBFS,
     activity_db: Annotated[
         float,

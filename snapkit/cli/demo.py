@@ -20,7 +20,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's generated data and results.")] = Path(
         "runs/demo"
     ),
-    clips_per_class: Annotated[int, typer.Option("--clips", min=3, help="Generated clips per class.")] = 10,
+    clips_per_class: Annotated[int, typer.Option("--clips", "-n", min=3, help="Generated clips per class.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the generated sounds.")] = 0,
 ) -> None:
     """Generate a small example dataset of synthetic sounds and show what snapkit makes of it."""

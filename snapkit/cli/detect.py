@@ -18,6 +18,7 @@ import pandas as pd
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from snapkit.cli.options import HopOption
 from snapkit.cli.ui import DetectorMode, ModeOption, console, frame_table
 from snapkit.detection.events import Event
 from snapkit.detection.outputs import FORMATS_TEXT
@@ -89,14 +90,7 @@ def detect(
     files: Annotated[list[Path], typer.Argument(help="Audio files to scan (any length; WAV, FLAC, OGG, MP3).")],
     events_path: Annotated[Path | None, typer.Option("--events", help=EVENTS_HELP)] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help=PLOT_HELP)] = None,
-    hop: Annotated[
-        float | None,
-        typer.Option(
-            "--hop",
-            min=0.01,
-            help="Seconds of audio between two runs of the model (default: the detector's, printed at start).",
-        ),
-    ] = None,
+    hop: HopOption = None,
     mode: ModeOption = DetectorMode.auto,
     chunk_s: Annotated[
         float,

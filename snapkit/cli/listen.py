@@ -6,6 +6,7 @@ torch and the model loader are imported inside the command, so ``snapkit --help`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from snapkit.audio.sources import MicrophoneSource
+from snapkit.cli.options import DeviceOption, HopOption, SampleRateOption
 from snapkit.cli.ui import DetectorMode, ModeOption, console, level_bar
 from snapkit.detection.live import LiveStatus, LiveSummary, run_live
 from snapkit.detection.notify import DEFAULT_COOLDOWN_S, ExecNotifier, Notifier, WebhookNotifier
@@ -36,13 +38,8 @@ EVENTS_HELP = (
 
 def listen(
     model: Annotated[Path, typer.Argument(help="A trained model bundle (runs/NAME/model.snapkit).")],
-    device: Annotated[
-        str | None,
-        typer.Option("--device", "-d", help="Input device number or (part of its) name; see `snapkit devices`."),
-    ] = None,
-    samplerate: Annotated[
-        int | None, typer.Option("--samplerate", help="Input rate in Hz (default: the device's own rate).")
-    ] = None,
+    device: DeviceOption = None,
+    samplerate: SampleRateOption = None,
     events: Annotated[
         Path | None,
         typer.Option("--events", help=EVENTS_HELP),
@@ -51,10 +48,12 @@ def listen(
         Path | None, typer.Option("--save-clips", help="Save each event's audio as a WAV file into this folder.")
     ] = None,
     pre_roll: Annotated[
-        float, typer.Option("--pre-roll", min=0.0, help="Seconds of audio kept before each saved event.")
+        float,
+        typer.Option("--pre-roll-s", "--pre-roll", min=0.0, help="Seconds of audio kept before each saved event."),
     ] = 1.0,
     post_roll: Annotated[
-        float, typer.Option("--post-roll", min=0.0, help="Seconds of audio kept after each saved event.")
+        float,
+        typer.Option("--post-roll-s", "--post-roll", min=0.0, help="Seconds of audio kept after each saved event."),
     ] = 1.0,
     notify: Annotated[
         str | None,
@@ -71,18 +70,17 @@ def listen(
     cooldown: Annotated[
         float,
         typer.Option(
-            "--cooldown", min=0.0, help="Seconds after a notified event before the same sound is notified again."
+            "--cooldown-s",
+            "--cooldown",
+            min=0.0,
+            help="Seconds after a notified event before the same sound is notified again.",
         ),
     ] = DEFAULT_COOLDOWN_S,
     duration: Annotated[
-        float | None, typer.Option("--duration", min=0.0, help="Stop after this many seconds (default: Ctrl-C).")
+        float | None,
+        typer.Option("--duration-s", "--duration", min=0.0, help="Stop after this many seconds (default: Ctrl-C)."),
     ] = None,
-    hop: Annotated[
-        float,
-        typer.Option(
-            "--hop", min=0.01, help="Seconds of audio between two runs of the model (smaller: sooner, more CPU)."
-        ),
-    ] = 0.25,
+    hop: HopOption = None,
     mode: ModeOption = DetectorMode.auto,
     threads: Annotated[
         int,
@@ -103,7 +101,9 @@ def listen(
     # default pool, listening used 2.3x the CPU of a single thread for the same events (measured on 2 cores).
     torch.set_num_threads(threads)
     bundle = load_model(model)
-    settings = DetectorSettings(hop_s=hop, mode=mode.value)  # type: ignore[arg-type]
+    settings = DetectorSettings(mode=mode.value)  # type: ignore[arg-type]
+    if hop is not None:
+        settings = dataclasses.replace(settings, hop_s=hop)
     interactive = console.is_terminal
     with contextlib.ExitStack() as stack:
         # Everything a user can get wrong (log extension, URL, command, device) is checked before listening starts;

@@ -15,6 +15,7 @@ from rich.text import Text
 from snapkit.audio.devices import list_input_devices
 from snapkit.audio.levels import peak_dbfs, rms_dbfs
 from snapkit.audio.sources import MicrophoneSource
+from snapkit.cli.options import DEFAULT_DATA_DIR, DataOption, DeviceOption, SampleRateOption
 from snapkit.cli.ui import console, level_bar
 from snapkit.dataset.collector import ClipCollector
 from snapkit.dataset.importer import is_silent
@@ -26,7 +27,6 @@ from snapkit.errors import SnapkitError
 # After this many silent clips in a row the microphone is probably muted: stop instead of looping forever.
 MAX_SILENT_RETRIES = 3
 
-DataOption = Annotated[Path, typer.Option("--data", help="Dataset folder; clips go to DATA/LABEL/.")]
 BackgroundOption = Annotated[str, typer.Option("--background-label", help="The class that means 'nothing to report'.")]
 
 
@@ -59,23 +59,24 @@ def devices() -> None:
 
 def record(
     label: Annotated[str, typer.Argument(help="Name of the sound, e.g. 'doorbell'; clips go to DATA/LABEL/.")],
-    data: DataOption = Path("data"),
-    count: Annotated[int, typer.Option("--count", "-n", min=1, help="Number of clips to record.")] = 10,
-    seconds: Annotated[float, typer.Option("--seconds", min=0.1, help="Length of each clip, in seconds.")] = 2.0,
-    device: Annotated[
-        str | None,
-        typer.Option("--device", "-d", help="Input device number or (part of its) name; see `snapkit devices`."),
-    ] = None,
-    samplerate: Annotated[
-        int | None,
-        typer.Option("--samplerate", help="Recording rate in Hz (default: the device's own rate)."),
-    ] = None,
+    data: DataOption = DEFAULT_DATA_DIR,
+    count: Annotated[int, typer.Option("--clips", "-n", "--count", min=1, help="Number of clips to record.")] = 10,
+    seconds: Annotated[
+        float, typer.Option("--clip-s", "--seconds", min=0.1, help="Length of each clip, in seconds.")
+    ] = 2.0,
+    device: DeviceOption = None,
+    samplerate: SampleRateOption = None,
     countdown: Annotated[
-        float, typer.Option("--countdown", min=0.0, help="Seconds of countdown before each clip (0: none).")
+        float,
+        typer.Option("--countdown-s", "--countdown", min=0.0, help="Seconds of countdown before each clip (0: none)."),
     ] = 3.0,
     silence_threshold: Annotated[
         float,
-        typer.Option("--silence-threshold", help="A clip whose peak is below this level in dBFS counts as silent."),
+        typer.Option(
+            "--silence-dbfs",
+            "--silence-threshold",
+            help="A clip whose peak is below this level in dBFS counts as silent.",
+        ),
     ] = DEFAULT_SILENCE_THRESHOLD_DBFS,
     keep_silent: Annotated[
         bool, typer.Option("--keep-silent", help="Keep silent clips instead of recording them again.")
@@ -153,7 +154,7 @@ def _record_counted(
             if silent_in_a_row >= MAX_SILENT_RETRIES:
                 raise SnapkitError(
                     f"{MAX_SILENT_RETRIES} clips in a row were silent: check the microphone is not muted, or lower "
-                    "--silence-threshold, or pass --keep-silent."
+                    "--silence-dbfs, or pass --keep-silent."
                 )
             continue
         silent_in_a_row = 0

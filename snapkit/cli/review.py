@@ -12,13 +12,13 @@ from typing import Annotated
 import pandas as pd
 import typer
 
+from snapkit.cli.options import DEFAULT_DATA_DIR, DataOption
 from snapkit.cli.ui import console, frame_table
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
 from snapkit.errors import SnapkitError
 
 # Fewer minutes of audio than this give a false-alarm rate per hour too rough to act on.
 ROUGH_RATE_BELOW_S = 600.0
-DataOption = Annotated[Path, typer.Option("--data", help="Dataset folder holding one folder per class.")]
 
 
 def mine(
@@ -26,7 +26,7 @@ def mine(
     audio: Annotated[
         list[Path], typer.Argument(help="Recordings that hold none of the model's sounds (any length and format).")
     ],
-    data_dir: DataOption = Path("data"),
+    data_dir: DataOption = DEFAULT_DATA_DIR,
     label: Annotated[
         str, typer.Option("--label", help="Class folder the false alarms are saved into (not one of the model's).")
     ] = DEFAULT_BACKGROUND_LABEL,
@@ -89,7 +89,7 @@ def mine(
             highlight=False,
         )
     if result.clips:
-        console.print(f"Listen to them, then retrain: snapkit train {data_dir}", highlight=False)
+        console.print(f"Listen to them, then retrain: snapkit train --data {data_dir}", highlight=False)
 
 
 def relabel(
@@ -101,7 +101,7 @@ def relabel(
     background: Annotated[
         bool, typer.Option("--background", help=f"The clips are '{DEFAULT_BACKGROUND_LABEL}' (false alarms).")
     ] = False,
-    data_dir: DataOption = Path("data"),
+    data_dir: DataOption = DEFAULT_DATA_DIR,
     undo: Annotated[
         bool, typer.Option("--undo", help="Move the last relabelled batch back where it came from.")
     ] = False,

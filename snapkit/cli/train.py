@@ -13,8 +13,10 @@ import typer
 from rich.panel import Panel
 from rich.progress import track
 
-from snapkit.cli.ui import console, frame_table
+from snapkit.cli.options import DataReadOption, LegacyDataArgument, data_folder
+from snapkit.cli.ui import console, err_console, frame_table
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
+from snapkit.files import jsonable, write_atomically
 from snapkit.models.backbones.registry import BACKBONES
 from snapkit.models.calibration import Calibration
 
@@ -26,8 +28,13 @@ BACKBONE_HELP = (
 ModelArg = Annotated[Path, typer.Argument(help="A trained model bundle (runs/NAME/model.snapkit).")]
 
 
+# Lightning's own names (Trainer(accelerator=, devices=, ...)), grouped apart so that --devices (GPUs or processes
+# to train on) is not taken for a microphone, which is --device of record and listen.
+LIGHTNING_PANEL = "Lightning (training hardware)"
+
+
 def train(
-    data_dir: Annotated[Path, typer.Argument(help="Dataset folder with one folder per class.")] = Path("data"),
+    data_dir: DataReadOption = None,
     backbone: Annotated[str, typer.Option("--backbone", "-b", help=BACKBONE_HELP)] = "convnet",
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run folder (default: runs/<date-time>-<backbone>).")
@@ -57,6 +64,7 @@ def train(
     clip_seconds: Annotated[
         float | None,
         typer.Option(
+            "--clip-s",
             "--clip-seconds",
             min=0.2,
             help="Training window, in seconds (default: 2 for the ConvNet; for a head, the median length of your "
@@ -85,19 +93,38 @@ def train(
     background_label: Annotated[
         str, typer.Option("--background-label", help="The class that means 'nothing to report'.")
     ] = DEFAULT_BACKGROUND_LABEL,
-    accelerator: Annotated[str, typer.Option("--accelerator", help="Lightning accelerator: cpu, gpu, mps, auto.")] = (
-        "cpu"
-    ),
-    devices: Annotated[str, typer.Option("--devices", help="Lightning devices: a count, a list like 0,1, or auto.")] = (
-        "auto"
-    ),
-    strategy: Annotated[str, typer.Option("--strategy", help="Lightning strategy, e.g. ddp for several GPUs.")] = (
-        "auto"
-    ),
-    num_nodes: Annotated[int, typer.Option("--num-nodes", min=1, help="Machines to train on (DDP).")] = 1,
-    precision: Annotated[str | None, typer.Option("--precision", help="Lightning precision, e.g. 16-mixed.")] = None,
+    accelerator: Annotated[
+        str,
+        typer.Option(
+            "--accelerator", help="Lightning accelerator: cpu, gpu, mps, auto.", rich_help_panel=LIGHTNING_PANEL
+        ),
+    ] = "cpu",
+    devices: Annotated[
+        str,
+        typer.Option(
+            "--devices",
+            help="Lightning devices to train on (GPUs, or processes on cpu): a count, a list like 0,1, or auto. Not "
+            "a microphone.",
+            rich_help_panel=LIGHTNING_PANEL,
+        ),
+    ] = "auto",
+    strategy: Annotated[
+        str,
+        typer.Option(
+            "--strategy", help="Lightning strategy, e.g. ddp for several GPUs.", rich_help_panel=LIGHTNING_PANEL
+        ),
+    ] = "auto",
+    num_nodes: Annotated[
+        int, typer.Option("--num-nodes", min=1, help="Machines to train on (DDP).", rich_help_panel=LIGHTNING_PANEL)
+    ] = 1,
+    precision: Annotated[
+        str | None,
+        typer.Option("--precision", help="Lightning precision, e.g. 16-mixed.", rich_help_panel=LIGHTNING_PANEL),
+    ] = None,
+    data_arg: LegacyDataArgument = None,
 ) -> None:
-    """Train a model on DATA_DIR and save it as a single bundle, with metrics and TensorBoard logs."""
+    """Train a model on the dataset folder (--data) and save it as a single bundle, with metrics and TensorBoard
+    logs."""
     from snapkit.training.augment import AugmentConfig
     from snapkit.training.train import TrainerOptions, TrainSettings, plan_training, run_training
 
@@ -113,7 +140,7 @@ def train(
         estimate=not no_estimate,
         max_minutes=max_minutes or None,
     )
-    plan = plan_training(data_dir, out, settings, AugmentConfig(enabled=not no_augment))
+    plan = plan_training(data_folder(data_dir, data_arg), out, settings, AugmentConfig(enabled=not no_augment))
     console.print(Panel("\n".join(plan.describe()), title="snapkit train: plan", title_align="left"))
     for note in plan.warnings:
         console.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
@@ -182,23 +209,50 @@ def print_mistakes(mistakes: list[dict[str, object]]) -> None:
 
 def evaluate(
     model: ModelArg,
-    data_dir: Annotated[Path, typer.Argument(help="Labelled dataset folder (one folder per class).")],
-    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the report to this JSON file.")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Labelled dataset folder (one folder per class) to evaluate on, held out from training; required.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables.")] = False,
+    report_path: Annotated[Path | None, typer.Option("--report", help="Also write the report to this JSON file.")] = (
+        None
+    ),
+    data_arg: Annotated[
+        list[Path] | None,
+        typer.Argument(hidden=True, metavar="DATA_DIR", help="The dataset folder, as --data gives it (older form)."),
+    ] = None,
 ) -> None:
-    """Accuracy, macro F1 and the confusion matrix of MODEL on a labelled folder."""
+    """Accuracy, macro F1 and the confusion matrix of MODEL on a labelled folder (--data)."""
     from snapkit.models.bundle import load_model
     from snapkit.training.evaluate import evaluate_bundle
 
+    legacy = list(data_arg or [])
+    if len(legacy) == 2 and legacy[1].suffix.lower() == ".json" and as_json:
+        # `evaluate MODEL DATA --json FILE` wrote FILE before --json became the flag it is in `predict`.
+        raise typer.BadParameter(
+            f"--json now prints the report as JSON; write it to a file with --report {legacy[1]}.",
+            param_hint="'--json'",
+        )
+    if len(legacy) > 1:
+        raise typer.BadParameter(
+            f"one dataset folder, not {len(legacy)}; give it as --data DIR.", param_hint="'--data'"
+        )
+    folder = data_folder(data_dir, legacy[0] if legacy else None, default=None)
     bundle = load_model(model)
-    report, notes = evaluate_bundle(bundle, data_dir)
+    report, notes = evaluate_bundle(bundle, folder)
     for note in notes:
-        console.print(f"[yellow]warning:[/] {note}", highlight=False)
-    print_report(report, bundle.calibration)
-    if json_path:
-        from snapkit.files import jsonable, write_atomically
-
-        write_atomically(json_path, json.dumps(jsonable(report), indent=2), what="the report")
-        console.print(f"report: {json_path}", highlight=False)
+        # Warnings go to stderr under --json, so that stdout stays one JSON document.
+        (err_console if as_json else console).print(f"[yellow]warning:[/] {note}", highlight=False)
+    if as_json:
+        print(json.dumps(jsonable(report), indent=2))
+    else:
+        print_report(report, bundle.calibration)
+    if report_path:
+        write_atomically(report_path, json.dumps(jsonable(report), indent=2), what="the report")
+        (err_console if as_json else console).print(f"report: {report_path}", highlight=False)
 
 
 def predict(

@@ -72,7 +72,7 @@ def import_files(
     """
     validate_label(label)
     if seconds <= 0 or hop_s <= 0:
-        raise SnapkitError(f"--seconds ({seconds}) and --hop ({hop_s}) must both be positive numbers of seconds.")
+        raise SnapkitError(f"--clip-s ({seconds}) and --hop-s ({hop_s}) must both be positive numbers of seconds.")
     report = ImportReport()
     report.silence_checked = not keep_silent and label != background_label
     report.room_tone_checked = report.silence_checked and activity_db > 0

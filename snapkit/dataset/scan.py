@@ -250,7 +250,7 @@ def _low_rates(dataset: Dataset) -> list[Problem]:
                     "warning",
                     f"class {label!r} was recorded at {rate:.0f} Hz, the other classes at about {typical:.0f} Hz: "
                     f"it has nothing above {rate / 2:.0f} Hz, so a model can learn that silence up there means "
-                    f"{label!r}; record it again at {typical:.0f} Hz (`snapkit record {label} --samplerate "
+                    f"{label!r}; record it again at {typical:.0f} Hz (`snapkit record {label} --sample-rate-hz "
                     f"{typical:.0f}`).",
                 )
             )

@@ -117,7 +117,7 @@ class Notifier:
         on_warning: Warn | None = None,
     ) -> None:
         if cooldown_s < 0:
-            raise SnapkitError("--cooldown must be zero or more seconds.")
+            raise SnapkitError("--cooldown-s must be zero or more seconds.")
         if on not in ("start", "end"):
             raise ValueError(f"on must be 'start' or 'end', got {on!r}")
         if max_queue < 1 or retries < 0 or backoff_s < 0 or timeout_s <= 0:

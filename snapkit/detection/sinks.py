@@ -239,7 +239,7 @@ class ClipSaver(Sink):
     ) -> None:
         super().__init__(on_warning)
         if pre_roll_s < 0 or post_roll_s < 0:
-            raise SnapkitError("--pre-roll and --post-roll must be zero or more seconds.")
+            raise SnapkitError("--pre-roll-s and --post-roll-s must be zero or more seconds.")
         if window_s is not None and window_s <= 0:
             raise SnapkitError(f"The clip window must be a positive number of seconds, not {window_s}.")
         self.directory = Path(directory)

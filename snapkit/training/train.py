@@ -276,7 +276,7 @@ HEAD_CLIP_S = (2.0, 10.0)
 
 
 def auto_clip_s(is_head: bool, sound_durations_s: list[float]) -> float:
-    """The training window when ``--clip-seconds`` is not given: 2 s for the ConvNet; for a head, the median length
+    """The training window when ``--clip-s`` is not given: 2 s for the ConvNet; for a head, the median length
     of the sound clips (to 0.5 s) within ``HEAD_CLIP_S``, so it learns from whole clips as it will score them.
 
     On real 5 s kitchen20 clips (20 classes, 5 a class, sfx-cnn9) a 5 s window scored 0.53 where 2 s scored 0.49:
