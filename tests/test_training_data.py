@@ -363,8 +363,8 @@ def _embed(root: Path, cache_root: Path, cfg: AugmentConfig, views: int = 4) -> 
     clips = load_clipset(scan_dataset(root), RATE, progress=False)
     features = CountingFeatures()
     cache = EmbeddingCache(cache_root, "fake", SNAPKIT, cfg, CLIP_SAMPLES)
-    out, stats = compute_views(clips, features, cache, views_per_clip=views, seed=0, batch_size=5, progress=False)
-    return out, stats, features.waveforms
+    out, _, stats = compute_views(clips, features, cache, views_per_clip=views, seed=0, batch_size=5, progress=False)
+    return [torch.from_numpy(v.features) for v in out], stats, features.waveforms
 
 
 def test_embedding_cache_hits_misses_and_content_keys(tmp_path: Path) -> None:
@@ -376,7 +376,7 @@ def test_embedding_cache_hits_misses_and_content_keys(tmp_path: Path) -> None:
     assert (stats.hits, stats.misses) == (0, 7) and embedded == 7 * 4
     assert str(stats) == "embedded 7 new clips, 0 from cache"
     assert all(v.shape == (4, CLIP_SAMPLES // 400, 4) and v.dtype == torch.float32 for v in first)
-    assert len(list(cache_root.glob("fake/*/*.npy"))) == 7
+    assert len(list(cache_root.glob("fake/*/*.npz"))) == 7
 
     second, stats, embedded = _embed(root, cache_root, cfg)
     assert (stats.hits, stats.misses, embedded) == (7, 0, 0)
@@ -402,6 +402,62 @@ def test_embedding_cache_hits_misses_and_content_keys(tmp_path: Path) -> None:
     assert (stats.hits, stats.misses, embedded) == (0, 8, 8 * 4)
     _, stats, _ = _embed(root, cache_root, AugmentConfig(spec_freq_masks=5))  # features-only setting: still hits
     assert stats.misses == 0
+
+
+def test_views_record_the_backgrounds_they_heard(tmp_path: Path) -> None:
+    """Each view names the background clips mixed into it, and the names survive the cache: what cross-validation
+    needs to keep a fold's test backgrounds out of its training."""
+    root = make_data(tmp_path / "data", {"snap": 3, "background": 3})
+    clips = load_clipset(scan_dataset(root), RATE, progress=False)
+    cache = EmbeddingCache(tmp_path / "cache", "fake", SNAPKIT, AugmentConfig(mix_background_prob=1.0), CLIP_SAMPLES)
+    views, hashes, _ = compute_views(clips, CountingFeatures(), cache, views_per_clip=6, progress=False)
+    background_hashes = {hashes[i] for i in clips.background_indices()}
+    for i, clip_views in enumerate(views):
+        assert clip_views.heard[0] == frozenset()  # view 0 is the clean clip
+        assert all(h and h <= background_hashes - {hashes[i]} for h in clip_views.heard[1:])
+    again, _, stats = compute_views(clips, CountingFeatures(), cache, views_per_clip=6, progress=False)
+    assert stats.misses == 0 and [v.heard for v in again] == [v.heard for v in views]
+    # Restricted to one background clip, every augmented view heard exactly that clip.
+    only = clips.background_indices()[0]
+    cache = EmbeddingCache(tmp_path / "cache2", "fake", SNAPKIT, AugmentConfig(mix_background_prob=1.0), CLIP_SAMPLES)
+    views, hashes, _ = compute_views(clips, CountingFeatures(), cache, views_per_clip=4, backgrounds=[only])
+    snap = clips.labels.index("snap")
+    assert all(h == {hashes[only]} for h in views[snap].heard[1:])
+
+
+def test_cross_validation_folds_never_hear_their_test_backgrounds(tmp_path: Path) -> None:
+    """A head's fold trains only on views that heard none of the fold's held-out background clips."""
+    from snapkit.training.train import TrainSettings, _Inputs, plan_training
+
+    root = make_data(tmp_path / "data", {"snap": 4, "background": 4})
+    plan = plan_training(root, tmp_path / "run", TrainSettings())
+    clips = load_clipset(scan_dataset(root), RATE, progress=False)
+    inputs = _Inputs.__new__(_Inputs)  # only what dataset() reads
+    inputs.plan, inputs.clips = plan, clips
+    inputs.backgrounds = clips.background_indices()
+    inputs.targets = torch.eye(2)[[0 if label == "background" else 1 for label in clips.labels]]
+    cache = EmbeddingCache(tmp_path / "cache", "fake", SNAPKIT, AugmentConfig(mix_background_prob=1.0), CLIP_SAMPLES)
+    views, inputs.hashes, _ = compute_views(clips, CountingFeatures(), cache, views_per_clip=12, progress=False)
+    inputs.views = [torch.from_numpy(v.features) for v in views]
+    inputs.heard = [v.heard for v in views]
+    test = np.array([inputs.backgrounds[0], clips.labels.index("snap")])
+    train = np.array([i for i in range(len(clips)) if i not in test])
+    fold = inputs.dataset(train, train=True)
+    excluded = inputs.hashes[test[0]]
+    assert fold.allowed is not None
+    for i, allowed in zip(train, fold.allowed, strict=True):
+        assert 0 in allowed and all(excluded not in inputs.heard[i][v] for v in allowed)
+    assert sum(len(a) for a in fold.allowed) < len(train) * 12  # some views were left out
+    everything = inputs.dataset(np.arange(len(clips)), train=True)
+    assert everything.allowed is not None and all(len(a) == 12 for a in everything.allowed)
+
+
+def test_feature_dataset_allowed_views() -> None:
+    views = [torch.arange(6, dtype=torch.float32)[:, None, None].expand(6, 3, 2)]
+    training = FeatureDataset(views, np.eye(1, dtype=np.float32), train=True, seed=0, allowed=[[0, 4]])
+    assert {int(training[0][0][0, 0]) for _ in range(40)} == {0, 4}
+    with pytest.raises(ValueError, match="allowed"):
+        FeatureDataset(views, np.eye(1, dtype=np.float32), train=True, allowed=[[]])
 
 
 def test_cache_root_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

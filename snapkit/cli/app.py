@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from snapkit.cli import calibrate as calibrate_commands
 from snapkit.cli import data as data_commands
 from snapkit.cli import demo as demo_commands
 from snapkit.cli import detect as detect_commands
@@ -32,6 +33,7 @@ app = typer.Typer(
 record_commands.register(app)
 data_commands.register(app)
 train_commands.register(app)
+calibrate_commands.register(app)
 detect_commands.register(app)
 listen_commands.register(app)
 review_commands.register(app)

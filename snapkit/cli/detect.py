@@ -6,7 +6,6 @@ never sits in memory and what a file shows holds live. Heavy imports (torch, mat
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ import pandas as pd
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from snapkit.cli.options import HopOption
+from snapkit.cli.options import HopOption, SensitivityOption, ThresholdOption, detector_settings
 from snapkit.cli.ui import DetectorMode, ModeOption, console, frame_table
 from snapkit.detection.events import Event
 from snapkit.detection.outputs import FORMATS_TEXT
@@ -92,6 +91,8 @@ def detect(
     plot: Annotated[Path | None, typer.Option("--plot", help=PLOT_HELP)] = None,
     hop: HopOption = None,
     mode: ModeOption = DetectorMode.auto,
+    sensitivity: SensitivityOption = "normal",
+    threshold: ThresholdOption = None,
     chunk_s: Annotated[
         float,
         typer.Option(
@@ -107,7 +108,7 @@ def detect(
     ] = 1.0,
 ) -> None:
     """Find the events of MODEL's classes in FILES, with onset and offset times in seconds."""
-    from snapkit.detection.detector import Detector, DetectorSettings
+    from snapkit.detection.detector import Detector
     from snapkit.detection.outputs import event_format, write_events
     from snapkit.models.bundle import load_model
 
@@ -118,17 +119,17 @@ def detect(
 
     bundle = load_model(model)
     rate_hz = bundle.model.sample_rate_hz
-    settings = DetectorSettings(mode=mode.value)  # type: ignore[arg-type]
-    if hop is not None:
-        settings = dataclasses.replace(settings, hop_s=hop)
+    settings, thresholds_why = detector_settings(bundle, mode.value, hop, sensitivity, threshold)
     detector = Detector(bundle, settings, sample_rate_hz=rate_hz, keep_timeline=plot is not None)
     clips = ClipOptions(save_clips, pre_roll_s, post_roll_s) if save_clips is not None else None
     if clips is not None:
         clips.saver(files[0], rate_hz)  # refuse a bad folder now, not after an hour of audio
+    on_off = ", ".join(f"{label} {on:.2f}/{off:.2f}" for label, (on, off) in detector.thresholds.items())
     console.print(
         f"model {model} ({', '.join(detector.labels)}) at {rate_hz} Hz; {detector.describe()}; "
         f"reading {chunk_s} s at a time"
-        + (f"; clips into {save_clips}/ ({pre_roll_s:g} s before, {post_roll_s:g} s after)" if clips else ""),
+        + (f"; clips into {save_clips}/ ({pre_roll_s:g} s before, {post_roll_s:g} s after)" if clips else "")
+        + f"\nthresholds on/off: {on_off} ({thresholds_why})",
         highlight=False,
         soft_wrap=True,
     )

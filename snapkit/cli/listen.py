@@ -6,7 +6,6 @@ torch and the model loader are imported inside the command, so ``snapkit --help`
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,7 +17,14 @@ from rich.table import Table
 from rich.text import Text
 
 from snapkit.audio.sources import MicrophoneSource
-from snapkit.cli.options import DeviceOption, HopOption, SampleRateOption
+from snapkit.cli.options import (
+    DeviceOption,
+    HopOption,
+    SampleRateOption,
+    SensitivityOption,
+    ThresholdOption,
+    detector_settings,
+)
 from snapkit.cli.ui import DetectorMode, ModeOption, console, level_bar
 from snapkit.detection.live import LiveStatus, LiveSummary, run_live
 from snapkit.detection.notify import DEFAULT_COOLDOWN_S, ExecNotifier, Notifier, WebhookNotifier
@@ -82,6 +88,8 @@ def listen(
     ] = None,
     hop: HopOption = None,
     mode: ModeOption = DetectorMode.auto,
+    sensitivity: SensitivityOption = "normal",
+    threshold: ThresholdOption = None,
     threads: Annotated[
         int,
         typer.Option("--threads", min=1, help="CPU threads for the model (raise it if a large model falls behind)."),
@@ -94,16 +102,14 @@ def listen(
     """
     import torch
 
-    from snapkit.detection.detector import Detector, DetectorSettings
+    from snapkit.detection.detector import Detector
     from snapkit.models.bundle import load_model
 
     # One small window per hop gains little from intra-op threads, and torch's idle OpenMP workers spin: with the
     # default pool, listening used 2.3x the CPU of a single thread for the same events (measured on 2 cores).
     torch.set_num_threads(threads)
     bundle = load_model(model)
-    settings = DetectorSettings(mode=mode.value)  # type: ignore[arg-type]
-    if hop is not None:
-        settings = dataclasses.replace(settings, hop_s=hop)
+    settings, thresholds_why = detector_settings(bundle, mode.value, hop, sensitivity, threshold)
     interactive = console.is_terminal
     with contextlib.ExitStack() as stack:
         # Everything a user can get wrong (log extension, URL, command, device) is checked before listening starts;
@@ -128,7 +134,7 @@ def listen(
         else:
             sinks.append(EventPrinter())
         thresholds = detector.thresholds
-        _print_settings(model, detector, thresholds, mic, threads, events, save_clips, notifiers)
+        _print_settings(model, detector, thresholds, thresholds_why, mic, threads, events, save_clips, notifiers)
         stack.enter_context(mic)
         # Stream second 0 is when the first sample was captured, not when the device was asked to start.
         wall_time = datetime.fromtimestamp(mic.first_sample_wall_time_s()).astimezone()
@@ -161,6 +167,7 @@ def _print_settings(
     model: Path,
     detector: Detector,
     thresholds: dict[str, tuple[float, float]],
+    thresholds_why: str,
     mic: MicrophoneSource,
     threads: int,
     events: Path | None,
@@ -169,7 +176,7 @@ def _print_settings(
 ) -> None:
     classes = ", ".join(f"{label} (on {on:.2f} / off {off:.2f})" for label, (on, off) in thresholds.items())
     lines = [
-        f"Listening with {model}: {len(detector.labels)} class(es): {classes}.",
+        f"Listening with {model}: {len(detector.labels)} class(es): {classes} ({thresholds_why}).",
         f"Device {mic.device.index} ({mic.device.name}) at {mic.sample_rate_hz} Hz on {threads} CPU thread(s); "
         f"{detector.describe()}.",
     ]

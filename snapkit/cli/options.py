@@ -8,8 +8,9 @@ form they had before, so old commands keep working.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -59,3 +60,56 @@ def data_folder(option: Path | None, positional: Path | None, default: Path | No
     if folder is None:
         raise typer.BadParameter("missing; give the labelled dataset folder, as --data DIR.", param_hint="'--data'")
     return folder
+
+
+SensitivityOption = Annotated[
+    str,
+    typer.Option(
+        "--sensitivity",
+        help="low, normal or high, or a total number of false alarms per hour (e.g. 0.5): a point on the "
+        "false-alarm curve `snapkit calibrate` measured (without one, low/high move every threshold).",
+    ),
+]
+ThresholdOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--threshold",
+        metavar="LABEL=VALUE",
+        help="Set a class's on-threshold (a probability, 0-1), e.g. --threshold dog_bark=0.7; repeat for more.",
+    ),
+]
+
+
+def detector_settings(
+    bundle: Any, mode: str, hop_s: float | None, sensitivity: str, thresholds: list[str] | None
+) -> tuple[Any, str]:
+    """The ``DetectorSettings`` the options ask for, and a line saying which thresholds are in force and why.
+
+    Raises ``typer.BadParameter`` (one sentence naming the option) for a bad ``--sensitivity`` or ``--threshold``.
+    """
+    from snapkit.detection.detector import DetectorSettings
+    from snapkit.models.calibration import parse_sensitivity, parse_threshold_overrides, run_time_thresholds
+
+    try:
+        point = parse_sensitivity(sensitivity)
+        overrides = parse_threshold_overrides(thresholds or [], bundle.config.labels)
+        on, off = run_time_thresholds(bundle.calibration, point, overrides)
+    except ValueError as error:
+        hint = "'--threshold'" if str(error).startswith("--threshold") else "'--sensitivity'"
+        raise typer.BadParameter(str(error).split(": ", 1)[-1], param_hint=hint) from None
+    settings = DetectorSettings(mode=mode, on_thresholds=on, off_thresholds=off)  # type: ignore[arg-type]
+    if hop_s is not None:
+        settings = dataclasses.replace(settings, hop_s=hop_s)
+    why = []
+    curves = [entry.curve for entry in bundle.calibration.values() if entry.curve is not None]
+    if curves:
+        budget = sum(curve.budget_per_hour for curve in curves)
+        minutes = curves[0].background_s / 60
+        why.append(f"calibrated for {budget:g} false alarm(s) an hour on {minutes:.0f} min of background")
+    else:
+        why.append("calibrated on clips only (run `snapkit calibrate` for a false-alarm budget)")
+    if point != "normal":
+        why.append(f"sensitivity {point}")
+    if overrides:
+        why.append("set by --threshold: " + ", ".join(sorted(overrides)))
+    return settings, "; ".join(why)

@@ -90,6 +90,15 @@ def train(
             "thresholds stay at their defaults.",
         ),
     ] = False,
+    max_false_alarms: Annotated[
+        float,
+        typer.Option(
+            "--max-false-alarms-per-hour",
+            min=0.0,
+            help="With background audio in the dataset, thresholds are chosen for at most this many false alarms an "
+            "hour in total (as `snapkit calibrate` does).",
+        ),
+    ] = 1.0,
     background_label: Annotated[
         str, typer.Option("--background-label", help="The class that means 'nothing to report'.")
     ] = DEFAULT_BACKGROUND_LABEL,
@@ -139,6 +148,7 @@ def train(
         background_label=background_label,
         estimate=not no_estimate,
         max_minutes=max_minutes or None,
+        max_false_alarms_per_hour=max_false_alarms,
     )
     plan = plan_training(data_folder(data_dir, data_arg), out, settings, AugmentConfig(enabled=not no_augment))
     console.print(Panel("\n".join(plan.describe()), title="snapkit train: plan", title_align="left"))
@@ -158,6 +168,10 @@ def train(
         console.print("\nTraining interrupted; no model was saved.")
         raise typer.Exit(130) from None
     print_report(result.report, result.calibration)
+    if "false_alarm_budget" in result.report:
+        from snapkit.cli.calibrate import print_budget_table
+
+        print_budget_table(result.report["false_alarm_budget"]["table"])
     for note in result.warnings:
         console.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
     console.print(f"\nTrained in {result.seconds:.1f} s.")

@@ -3,12 +3,14 @@
 The file is a ``torch.save`` of a plain dict::
 
     format           "snapkit-model"
-    format_version   3 (2: thresholds and class profiles as loose dicts; 1: before the clip head; both still read)
+    format_version   4 (3: no operating curves; 2: thresholds and class profiles as loose dicts; 1: before the clip
+                     head; all still read)
     snapkit_version  the snapkit version that wrote it, e.g. "0.1.0"
     model_config     ModelConfig.to_dict()
     frontend_config  FrontEndConfig.to_dict() of the front end the model uses (checked on load)
     calibration      {label: ClassCalibration.to_dict()}: per class the detector's on/off thresholds and the band
-                     and pauses training measured (snapkit.models.calibration)
+                     and pauses training measured, and the false-alarm curve calibrate measured
+                     (snapkit.models.calibration)
     training         free dict of plain JSON-able values (metrics, dataset summary, settings); may be empty
     state_dict       the WHOLE model's tensors, frozen backbone included
 
@@ -45,7 +47,7 @@ from snapkit.models.classifier import SoundClassifier
 from snapkit.models.config import CONVNET, ModelConfig
 
 FORMAT = "snapkit-model"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 def _plain(value: Any, where: str) -> Any:

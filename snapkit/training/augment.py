@@ -252,18 +252,21 @@ def _is_same_array(a: np.ndarray, b: np.ndarray) -> bool:
     return a is b or (a.shape == b.shape and np.may_share_memory(a, b))
 
 
-def _background_segment(rng: np.random.Generator, pool: Sequence[np.ndarray], num_samples: int) -> np.ndarray:
-    """``[num_samples]`` from a random clip of ``pool`` at a random offset (looped if shorter: backgrounds are
-    steady sounds), or generated pink or white noise of unit RMS when ``pool`` is empty."""
+def _background_segment(
+    rng: np.random.Generator, pool: Sequence[np.ndarray], num_samples: int
+) -> tuple[np.ndarray, int]:
+    """``([num_samples], k)``: a stretch of clip ``k`` of ``pool`` at a random offset (looped if shorter: backgrounds
+    are steady sounds), or generated pink or white noise of unit RMS and ``k = -1`` when ``pool`` is empty."""
     if not pool:
         color: NoiseColor = "pink" if rng.random() < 0.5 else "white"
-        return generate_noise(rng, num_samples, color)
-    background = np.asarray(pool[int(rng.integers(len(pool)))], dtype=np.float32)
+        return generate_noise(rng, num_samples, color), -1
+    k = int(rng.integers(len(pool)))
+    background = np.asarray(pool[k], dtype=np.float32)
     if len(background) >= num_samples:
         start = int(rng.integers(len(background) - num_samples + 1))
-        return background[start : start + num_samples]
+        return background[start : start + num_samples], k
     start = int(rng.integers(len(background)))
-    return np.tile(background, num_samples // len(background) + 2)[start : start + num_samples]
+    return np.tile(background, num_samples // len(background) + 2)[start : start + num_samples], k
 
 
 def _place_randomly(
@@ -272,6 +275,7 @@ def _place_randomly(
     clip_samples: int,
     sample_rate_hz: int,
     pool: Sequence[np.ndarray],
+    used: list[int] | None = None,
 ) -> np.ndarray:
     """``clip`` at a random position in a ``[clip_samples]`` window, its active span kept whole (or, for a sound
     longer than the window, its loudest frame); nothing wraps round.
@@ -297,7 +301,9 @@ def _place_randomly(
     out[dest : dest + count] = clip[source : source + count]
     floor = noise_floor_rms(clip, sample_rate_hz)
     if floor > 0 and (dest > 0 or dest + count < clip_samples):
-        filler = _background_segment(rng, pool, clip_samples)
+        filler, k = _background_segment(rng, pool, clip_samples)
+        if used is not None and k >= 0:
+            used.append(k)
         filler_rms = float(np.sqrt(np.mean(np.square(filler, dtype=np.float64))))
         if filler_rms > 0:
             filler = filler * np.float32(floor / filler_rms)
@@ -314,6 +320,7 @@ def augment_waveform(
     backgrounds: Sequence[np.ndarray],
     *,
     sample_rate_hz: int,
+    used: list[int] | None = None,
 ) -> np.ndarray:
     """One random training view of ``clip``: placed, gained and maybe mixed with background -> ``[clip_samples]``
     float32.
@@ -333,22 +340,30 @@ def augment_waveform(
         backgrounds: background clips ``[samples_i]`` to mix from. ``clip`` itself (the same array) is never
             mixed into itself, so callers may pass every background clip, ``clip`` included.
         sample_rate_hz: rate of ``clip``; sets the 10 ms frames that find the active part.
+        used: when given, the indices into ``backgrounds`` of every clip this view took audio from are appended
+            (so cross-validation can leave out views that heard a held-out background clip).
     """
-    pool = [b for b in backgrounds if len(b) and not _is_same_array(b, clip)]
+    kept = [k for k, b in enumerate(backgrounds) if len(b) and not _is_same_array(b, clip)]
+    pool = [backgrounds[k] for k in kept]
+    heard: list[int] = []
     clip = np.asarray(clip, dtype=np.float32)
     if not cfg.enabled:
         return fit_to_length(clip, clip_samples)
     if cfg.time_shift:
-        out = _place_randomly(clip, rng, clip_samples, sample_rate_hz, pool)
+        out = _place_randomly(clip, rng, clip_samples, sample_rate_hz, pool, heard)
     else:
         out = fit_to_length(clip, clip_samples)
     out *= np.float32(10 ** (rng.uniform(*cfg.gain_db) / 20))
     if rng.random() < cfg.mix_background_prob and (pool or cfg.mix_generated_noise):
-        segment = _background_segment(rng, pool, clip_samples)
+        segment, k = _background_segment(rng, pool, clip_samples)
+        if k >= 0:
+            heard.append(k)
         out = mix_at_snr(out, segment, float(rng.uniform(*cfg.mix_snr_db)), sample_rate_hz)
     peak = float(np.max(np.abs(out))) if len(out) else 0.0
     if peak > 1.0:
         out /= np.float32(peak)
+    if used is not None:
+        used.extend(kept[k] for k in heard)
     return out.astype(np.float32, copy=False)
 
 

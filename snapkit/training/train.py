@@ -82,6 +82,9 @@ class TrainSettings:
     # Wall-time limit of the whole run (every fold and the final model); None: none. The plan fits the ConvNet's
     # views into it from a measured cost per view, and training stops at it whatever happens.
     max_minutes: float | None = 5.0
+    # The false-alarm budget the thresholds are chosen for on the dataset's recorded background audio (see
+    # snapkit.detection.operating); None: thresholds calibrated on clips only.
+    max_false_alarms_per_hour: float | None = 1.0
     # ConvNet only: future frames each block sees (None: symmetric, 3 for the 7-frame kernel); see
     # ModelConfig.convnet_future_frames. 1 lets the streaming detector decide 0.056 s after a moment instead of
     # 0.136 s. It is not the default: on 3 classes x 12 clips it scored better (event F1 0.923 vs 0.912, delay
@@ -342,6 +345,7 @@ def run_training(
         else entry
         for label, entry in thresholds.items()
     }
+    calibration = _fit_budget(plan, config, clips, inputs.backgrounds, final, calibration, report, notes, log)
     seconds = time.monotonic() - start
     metrics_path = _save(plan, final.model.eval(), config, calibration, report, seconds, bundle_path)
     return TrainResult(
@@ -429,6 +433,52 @@ def _assess(
     return thresholds, report
 
 
+def _fit_budget(
+    plan: TrainPlan,
+    config: ModelConfig,
+    clips: ClipSet,
+    backgrounds: list[int],
+    final: SoundEventModule,
+    calibration: Calibration,
+    report: dict[str, Any],
+    notes: list[str],
+    log: Callable[[str], None],
+) -> Calibration:
+    """``snapkit calibrate``'s step, when the dataset has recorded background audio: each class's threshold for the
+    false-alarm budget (never lowered on a few minutes of background), the curves to TensorBoard and
+    ``calibration.png``, the table into the report. Returns the calibration to save."""
+    from snapkit.detection.operating import calibrate_to_budget, log_curves, write_curve_png
+
+    budget = plan.settings.max_false_alarms_per_hour
+    if budget is None or not backgrounds:
+        return calibration
+    rate = clips.sample_rate_hz
+    seconds = sum(len(clips.waveforms[i]) for i in backgrounds) / rate
+    log(f"false-alarm budget {budget:g}/h: scoring {seconds / 60:.1f} min of background and the clips")
+    probe = ModelBundle(model=final.model.eval(), config=config, calibration=calibration)
+    positives = {
+        label: [
+            w
+            for w, own, gen in zip(clips.waveforms, clips.labels, clips.generated, strict=True)
+            if own == label and not gen
+        ]
+        for label in plan.classes
+    }
+    result = calibrate_to_budget(
+        probe,
+        [clips.waveforms[i] for i in backgrounds],
+        positives,
+        max_false_alarms_per_hour=budget,
+        seed=plan.settings.seed,
+    )
+    report["false_alarm_budget"] = {"max_false_alarms_per_hour": budget, "table": result.table()}
+    notes.extend(result.notes)
+    if final.logger is not None:
+        log_curves(final.logger.experiment, result.calibration)
+    write_curve_png(result.calibration, plan.out_dir / "calibration.png")
+    return result.calibration
+
+
 def _save(
     plan: TrainPlan,
     model: SoundClassifier,
@@ -489,17 +539,19 @@ class _Inputs:
         s = plan.settings
         # Recorded background clips only: generated stand-in noise is never mixed into a head's views.
         self.backgrounds = [
-            w
-            for w, label, generated in zip(clips.waveforms, clips.labels, clips.generated, strict=True)
+            i
+            for i, (label, generated) in enumerate(zip(clips.labels, clips.generated, strict=True))
             if label == s.background_label and not generated
         ]
         self.targets = torch.as_tensor(clips.targets())
         self.embedding_stats: str | None = None
         self.views: list[torch.Tensor] | None = None
+        self.heard: list[tuple[frozenset[str], ...]] = []  # per clip, per view: hashes of the backgrounds it heard
+        self.hashes: list[str] = []
         self._whole: dict[int, list[torch.Tensor]] = {}  # clip index -> frozen features of its scoring windows
         if backbone is not None:
             cache = EmbeddingCache.default(backbone.name, backbone.frontend_config, plan.augment, clip_samples)
-            views, stats = compute_views(
+            views, self.hashes, stats = compute_views(
                 clips,
                 template.features,
                 cache,
@@ -508,7 +560,8 @@ class _Inputs:
                 seed=s.seed,
                 progress=progress,
             )
-            self.views = views
+            self.views = [torch.from_numpy(np.ascontiguousarray(v.features)) for v in views]
+            self.heard = [v.heard for v in views]
             self.embedding_stats = str(stats)
             log(f"embeddings: {stats}")
 
@@ -530,8 +583,13 @@ class _Inputs:
         return torch.stack(pooled), torch.stack(decision)
 
     def dataset(self, indices: np.ndarray, *, train: bool) -> TorchDataset:
+        """Training (``train=True``) or validation items of the clips ``indices``. Training never hears a clip
+        outside ``indices``: a head's cached views that mixed in a background clip of the held-out part are left out
+        (a fold's test clips are scored on their own, so a view that heard one would leak it)."""
         if self.views is not None:
-            return FeatureDataset([self.views[i] for i in indices], self.targets[indices], train=train)
+            held_out = {self.hashes[i] for i in self.backgrounds} - {self.hashes[int(i)] for i in indices}
+            allowed = [[v for v, heard in enumerate(self.heard[int(i)]) if not heard & held_out] for i in indices]
+            return FeatureDataset([self.views[i] for i in indices], self.targets[indices], train=train, allowed=allowed)
         # backgrounds=None: mix only background clips of this subset, so a fold never hears its test audio.
         return WaveformDataset(
             self.clips.subset(indices),
