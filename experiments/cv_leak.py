@@ -119,7 +119,11 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=6)
     parser.add_argument("--test-per-class", type=int, default=12)
     parser.add_argument("--leak", action="store_true", help="train as before: every view in every fold")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (one: no fight with other jobs)")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     rows = []
     for seed in args.seeds:
         row = run(args.sounds, seed, args.shots, args.test_per_class, args.leak)

@@ -138,7 +138,11 @@ def main() -> None:
     parser.add_argument("--train-clips", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/mining"))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (one: no fight with other jobs)")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     from experiments.timing import DEFAULT_BACKGROUND_TRAIN_CLIPS
     from snapkit.audio.io import load_audio

@@ -185,6 +185,8 @@ def test_spectrogram_is_pooled_to_the_figure_width() -> None:
 class FakeSettings:
     hop_s: float = 0.25
     mode: str = "auto"
+    on_thresholds: dict[str, float] | None = None
+    off_thresholds: dict[str, float] | None = None
 
 
 class FakeDetector:
@@ -271,9 +273,14 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> type[FakeDetector]:
     detector_module = types.ModuleType("snapkit.detection.detector")
     detector_module.Detector = FakeDetector  # type: ignore[attr-defined]
     detector_module.DetectorSettings = FakeSettings  # type: ignore[attr-defined]
+    from snapkit.models.calibration import default_calibration
+
+    labels = ("knock", "bell")
     bundle = types.SimpleNamespace(
         model=types.SimpleNamespace(sample_rate_hz=RATE_HZ),
-        labels=("knock", "bell"),
+        labels=labels,
+        config=types.SimpleNamespace(labels=labels),
+        calibration=default_calibration(labels),
     )
     bundle_module = types.ModuleType("snapkit.models.bundle")
     bundle_module.load_model = lambda path: bundle  # type: ignore[attr-defined]

@@ -40,6 +40,14 @@ WALL = datetime(2025, 5, 1, 14, 3, 7, tzinfo=timezone.utc)
 # ---------------------------------------------------------------------------------------------- fakes and helpers
 
 
+def _fake_bundle() -> types.SimpleNamespace:
+    """What the listen command reads of a bundle before the (fake) detector takes over: labels and calibration."""
+    from snapkit.models.calibration import ClassCalibration
+
+    calibration = {label: ClassCalibration(*on_off) for label, on_off in FakeDetector.thresholds.items()}
+    return types.SimpleNamespace(config=types.SimpleNamespace(labels=FakeDetector.labels), calibration=calibration)
+
+
 class FakeDetector:
     """Stands in for ``Detector``: a block whose mean is above +0.25 is "knock", below -0.25 is "clap".
 
@@ -674,12 +682,12 @@ def test_listen_command_prints_settings_one_line_per_event_and_a_summary(
 
     detector_module = types.ModuleType("snapkit.detection.detector")
     # listen passes --hop-s only when given; otherwise the detector's default applies.
-    detector_module.DetectorSettings = lambda mode, hop_s=0.25: types.SimpleNamespace(  # type: ignore[attr-defined]
-        hop_s=hop_s, mode=mode, on_thresholds={}, off_thresholds={}
+    detector_module.DetectorSettings = lambda mode, hop_s=0.25, on_thresholds=None, off_thresholds=None: (  # type: ignore[attr-defined]
+        types.SimpleNamespace(hop_s=hop_s, mode=mode, on_thresholds=on_thresholds, off_thresholds=off_thresholds)
     )
     detector_module.Detector = lambda bundle, settings, sample_rate_hz: FakeDetector(sample_rate_hz)  # type: ignore
     bundle_module = types.ModuleType("snapkit.models.bundle")
-    bundle_module.load_model = lambda path: types.SimpleNamespace()  # type: ignore[attr-defined]
+    bundle_module.load_model = lambda path: _fake_bundle()  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "snapkit.detection.detector", detector_module)
     monkeypatch.setitem(sys.modules, "snapkit.models.bundle", bundle_module)
     monkeypatch.setattr(listen_cli, "MicrophoneSource", FakeMic)
@@ -722,9 +730,9 @@ def test_listen_command_refuses_a_bad_log_name_before_opening_the_device(
     from snapkit.cli import listen as listen_cli
 
     bundle_module = types.ModuleType("snapkit.models.bundle")
-    bundle_module.load_model = lambda path: types.SimpleNamespace()  # type: ignore[attr-defined]
+    bundle_module.load_model = lambda path: _fake_bundle()  # type: ignore[attr-defined]
     detector_module = types.ModuleType("snapkit.detection.detector")
-    detector_module.DetectorSettings = lambda mode, hop_s=0.25: None  # type: ignore[attr-defined]
+    detector_module.DetectorSettings = lambda mode, hop_s=0.25, **thresholds: None  # type: ignore[attr-defined]
     detector_module.Detector = None  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "snapkit.detection.detector", detector_module)
     monkeypatch.setitem(sys.modules, "snapkit.models.bundle", bundle_module)
