@@ -76,7 +76,7 @@ def run(sounds: Path, seed: int, shots: int, test_per_class: int, leak: bool) ->
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         test = build_episode(sounds, work / "data", seed, shots, test_per_class)
-        original = train_module._Inputs.dataset
+        original = train_module.TrainingInputs.dataset
         if leak:  # the behaviour before: no view left out of any fold
 
             def leaky(self, indices, *, train):  # type: ignore[no-untyped-def]
@@ -86,13 +86,13 @@ def run(sounds: Path, seed: int, shots: int, test_per_class: int, leak: bool) ->
                 finally:
                     self.heard = heard
 
-            train_module._Inputs.dataset = leaky  # type: ignore[method-assign]
+            train_module.TrainingInputs.dataset = leaky  # type: ignore[method-assign]
         try:
             settings = TrainSettings(backbone="sfx-cnn9", seed=seed, max_minutes=None)
             plan = plan_training(work / "data", work / "run", settings)
             result = run_training(plan, trainer_options=TrainerOptions(progress_bar=False), log=lambda _m: None)
         finally:
-            train_module._Inputs.dataset = original  # type: ignore[method-assign]
+            train_module.TrainingInputs.dataset = original  # type: ignore[method-assign]
         bundle = load_model(result.bundle_path)
         rate = bundle.model.sample_rate_hz
         answers = [decide(bundle, clip_probabilities(bundle, load_audio(p, rate)[0])) for p, _ in test]

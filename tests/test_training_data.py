@@ -427,12 +427,13 @@ def test_views_record_the_backgrounds_they_heard(tmp_path: Path) -> None:
 
 def test_cross_validation_folds_never_hear_their_test_backgrounds(tmp_path: Path) -> None:
     """A head's fold trains only on views that heard none of the fold's held-out background clips."""
-    from snapkit.training.train import TrainSettings, _Inputs, plan_training
+    from snapkit.training.inputs import TrainingInputs
+    from snapkit.training.train import TrainSettings, plan_training
 
     root = make_data(tmp_path / "data", {"snap": 4, "background": 4})
     plan = plan_training(root, tmp_path / "run", TrainSettings())
     clips = load_clipset(scan_dataset(root), RATE, progress=False)
-    inputs = _Inputs.__new__(_Inputs)  # only what dataset() reads
+    inputs = TrainingInputs.__new__(TrainingInputs)  # only what dataset() reads
     inputs.plan, inputs.clips = plan, clips
     inputs.backgrounds = clips.background_indices()
     inputs.targets = torch.eye(2)[[0 if label == "background" else 1 for label in clips.labels]]

@@ -23,8 +23,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-from torch.utils.data import Dataset as TorchDataset
 
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
 from snapkit.dataset.scan import Dataset, scan_dataset
@@ -36,21 +34,19 @@ from snapkit.models.bundle import ModelBundle
 from snapkit.models.calibration import Calibration, ClassCalibration
 from snapkit.models.classifier import SoundClassifier
 from snapkit.models.config import ModelConfig
-from snapkit.models.predict import probabilities_from_features, window_features
 from snapkit.training import tensorboard as tb
 from snapkit.training.augment import AugmentConfig, SpecAugment
 from snapkit.training.budget import TrainBudget, fit_steps, measure_seconds_per_view, plan_budget
-from snapkit.training.cache import EmbeddingCache, FeatureDataset, compute_views
 from snapkit.training.chance import check_chance, near_chance_sentence
 from snapkit.training.data import (
     ClipSet,
     WaveformDataset,
-    balanced_sampler,
     check_trainable,
     load_clipset,
     stratified_folds,
     stratified_split,
 )
+from snapkit.training.inputs import TrainingInputs
 from snapkit.training.metrics import calibrate_thresholds, clip_report
 from snapkit.training.module import SoundEventModule
 from snapkit.training.profile import class_profiles
@@ -318,7 +314,7 @@ def run_training(
     dataset = plan.dataset or scan_dataset(plan.data_dir, background_label=s.background_label)
     clips = load_clipset(dataset, template.sample_rate_hz, progress=options.progress_bar)
     clip_samples = round((s.clip_s or CONVNET_CLIP_S) * template.sample_rate_hz)
-    inputs = _Inputs(plan, clips, template, backbone, clip_samples, log, progress=options.progress_bar)
+    inputs = TrainingInputs(plan, clips, template, backbone, clip_samples, log, progress=options.progress_bar)
     pace = _Pace(plan, start, log, plain_lines=not options.progress_bar)
 
     final, held = _fit_all(inputs, config, backbone, out / "tensorboard", options, pace, log)
@@ -374,7 +370,7 @@ class _HeldOut:
 
 
 def _fit_all(
-    inputs: _Inputs,
+    inputs: TrainingInputs,
     config: ModelConfig,
     backbone: FrameEmbedder | None,
     tb_dir: Path,
@@ -522,87 +518,8 @@ def _model_config(s: TrainSettings, classes: tuple[str, ...]) -> ModelConfig:
     )
 
 
-class _Inputs:
-    """What a fit trains on: augmented waveforms (ConvNet) or cached views of frozen features (heads)."""
-
-    def __init__(
-        self,
-        plan: TrainPlan,
-        clips: ClipSet,
-        template: SoundClassifier,
-        backbone: FrameEmbedder | None,
-        clip_samples: int,
-        log: Callable[[str], None],
-        progress: bool = True,
-    ) -> None:
-        self.plan, self.clips, self.clip_samples = plan, clips, clip_samples
-        s = plan.settings
-        # Recorded background clips only: generated stand-in noise is never mixed into a head's views.
-        self.backgrounds = [
-            i
-            for i, (label, generated) in enumerate(zip(clips.labels, clips.generated, strict=True))
-            if label == s.background_label and not generated
-        ]
-        self.targets = torch.as_tensor(clips.targets())
-        self.embedding_stats: str | None = None
-        self.views: list[torch.Tensor] | None = None
-        self.heard: list[tuple[frozenset[str], ...]] = []  # per clip, per view: hashes of the backgrounds it heard
-        self.hashes: list[str] = []
-        self._whole: dict[int, list[torch.Tensor]] = {}  # clip index -> frozen features of its scoring windows
-        if backbone is not None:
-            cache = EmbeddingCache.default(backbone.name, backbone.frontend_config, plan.augment, clip_samples)
-            views, self.hashes, stats = compute_views(
-                clips,
-                template.features,
-                cache,
-                views_per_clip=plan.augment.views_per_clip if plan.augment.enabled else 1,
-                backgrounds=self.backgrounds,
-                seed=s.seed,
-                progress=progress,
-            )
-            self.views = [torch.from_numpy(np.ascontiguousarray(v.features)) for v in views]
-            self.heard = [v.heard for v in views]
-            self.embedding_stats = str(stats)
-            log(f"embeddings: {stats}")
-
-    def score_whole(self, model: SoundClassifier, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(pooled frame probabilities, decision probabilities)`` ``[len(indices), classes]`` of whole clips, as
-        ``snapkit.models.predict`` scores a file. The frozen features of a clip are computed once and kept: every
-        fold's model reads the same ones."""
-        was_training = model.training
-        model.eval()
-        pooled, decision = [], []
-        for i in indices:
-            i = int(i)
-            if i not in self._whole:
-                self._whole[i] = window_features(model, self.clips.waveforms[i])
-            p, d = probabilities_from_features(model, self._whole[i])
-            pooled.append(torch.from_numpy(p))
-            decision.append(torch.from_numpy(d))
-        model.train(was_training)
-        return torch.stack(pooled), torch.stack(decision)
-
-    def dataset(self, indices: np.ndarray, *, train: bool) -> TorchDataset:
-        """Training (``train=True``) or validation items of the clips ``indices``. Training never hears a clip
-        outside ``indices``: a head's cached views that mixed in a background clip of the held-out part are left out
-        (a fold's test clips are scored on their own, so a view that heard one would leak it)."""
-        if self.views is not None:
-            held_out = {self.hashes[i] for i in self.backgrounds} - {self.hashes[int(i)] for i in indices}
-            allowed = [[v for v, heard in enumerate(self.heard[int(i)]) if not heard & held_out] for i in indices]
-            return FeatureDataset([self.views[i] for i in indices], self.targets[indices], train=train, allowed=allowed)
-        # backgrounds=None: mix only background clips of this subset, so a fold never hears its test audio.
-        return WaveformDataset(
-            self.clips.subset(indices),
-            self.clip_samples,
-            train=train,
-            augment=self.plan.augment,
-            backgrounds=None,
-            seed=self.plan.settings.seed,
-        )
-
-
 def _fit(
-    inputs: _Inputs,
+    inputs: TrainingInputs,
     config: ModelConfig,
     backbone: FrameEmbedder | None,
     train_idx: np.ndarray,
@@ -625,19 +542,7 @@ def _fit(
         max_epochs=pace.budget.epochs,
         spec_augment=spec,
     )
-    labels = [inputs.clips.labels[i] for i in train_idx]
-    # An epoch draws each outcome equally often. A head's step on cached features costs about a millisecond, so
-    # its epochs draw 16 views per clip (30 epochs): at one per clip, 60 epochs were 120 steps and left the head
-    # under-trained (clip probabilities near 0.3, 5-fold accuracy 0.5 with max pooling). Every fit of a run draws
-    # the same views (see snapkit.training.budget), so the folds estimate the final model's training.
-    per_epoch = pace.budget.views_per_epoch
-    sampler = balanced_sampler(labels, num_samples=per_epoch, seed=s.seed)
-    train_loader = DataLoader(inputs.dataset(train_idx, train=True), batch_size=s.batch_size, sampler=sampler)
-    val_loader = (
-        DataLoader(inputs.dataset(val_idx, train=False), batch_size=s.batch_size)
-        if val_idx is not None and len(val_idx)
-        else None
-    )
+    data = inputs.fold(train_idx, val_idx, views_per_epoch=pace.budget.views_per_epoch)
     logger = TensorBoardLogger(save_dir=str(tb_dir), name="", version=name, default_hp_metric=False)
     # No Lightning checkpoints: nothing resumes from them (the bundle is the one output, written once training ends),
     # and each carried the whole model, 19 MB with a frozen sfx-cnn9, several per run.
@@ -659,7 +564,7 @@ def _fit(
             log_every_n_steps=1,
             num_sanity_val_steps=0,
         )
-        trainer.fit(module, train_loader, val_loader)
+        trainer.fit(module, datamodule=data)
     if trainer.interrupted:
         raise KeyboardInterrupt
     pace.fit_done(name, trainer.global_step, s.batch_size)
@@ -766,6 +671,7 @@ def _quiet_lightning() -> Iterator[None]:
             warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
             # Cross-validation folds train without a validation set on purpose.
             warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
+            warnings.filterwarnings("ignore", message=".*Total length of `list` across ranks is zero.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")
             yield
     finally:
