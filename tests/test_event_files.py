@@ -182,9 +182,14 @@ def engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     detector_module = types.ModuleType("snapkit.detection.detector")
     detector_module.Detector = BlockDetector  # type: ignore[attr-defined]
     detector_module.DetectorSettings = FakeSettings  # type: ignore[attr-defined]
-    bundle = types.SimpleNamespace(
+    from snapkit.models.calibration import default_calibration
+
+    labels = tuple(BlockDetector.labels)
+    bundle = types.SimpleNamespace(  # what detect/listen read before the (fake) detector takes over
         model=types.SimpleNamespace(sample_rate_hz=RATE),
-        labels=BlockDetector.labels,
+        labels=labels,
+        config=types.SimpleNamespace(labels=labels),
+        calibration=default_calibration(labels),
     )
     bundle_module = types.ModuleType("snapkit.models.bundle")
     bundle_module.load_model = lambda path: bundle  # type: ignore[attr-defined]
