@@ -16,6 +16,7 @@ from snapkit.cli import listen as listen_commands
 from snapkit.cli import record as record_commands
 from snapkit.cli import review as review_commands
 from snapkit.cli import train as train_commands
+from snapkit.cli import workbench as workbench_commands
 from snapkit.cli.help import SnapkitGroup, use_snapkit_help
 from snapkit.cli.ui import err_console
 from snapkit.errors import SnapkitError
@@ -38,6 +39,7 @@ detect_commands.register(app)
 listen_commands.register(app)
 review_commands.register(app)
 demo_commands.register(app)
+workbench_commands.register(app)
 use_snapkit_help(app)
 
 

@@ -21,7 +21,7 @@ from snapkit.dataset.collector import ClipCollector
 from snapkit.dataset.importer import is_silent
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL, validate_label
 from snapkit.dataset.scan import DEFAULT_SILENCE_THRESHOLD_DBFS
-from snapkit.dataset.store import save_clip
+from snapkit.dataset.store import drops_silent_clips, save_clip
 from snapkit.errors import SnapkitError
 
 # After this many silent clips in a row the microphone is probably muted: stop instead of looping forever.
@@ -92,8 +92,7 @@ def record(
     unfinished one. Silent clips are recorded again (background clips may be quiet, so they are kept).
     """
     validate_label(label)
-    # Background is quiet by nature; dropping quiet clips there would throw away exactly what is wanted.
-    drop_silent = not keep_silent and label != background_label
+    drop_silent = drops_silent_clips(label, background_label, keep_silent)
     saved: list[Path] = []
     with MicrophoneSource(device=device, sample_rate_hz=samplerate) as mic:
         rate = mic.sample_rate_hz

@@ -133,9 +133,15 @@ def undo_last(data_dir: Path) -> Batch:
 
 def last_batch(data_dir: Path) -> Batch | None:
     """The newest relabel batch of ``data_dir`` not yet undone, or None."""
+    pending = pending_batches(data_dir)
+    return pending[-1] if pending else None
+
+
+def pending_batches(data_dir: Path) -> list[Batch]:
+    """Every relabel batch of ``data_dir`` not undone, oldest first (empty without a log)."""
     path = log_path(data_dir)
     if not path.exists():
-        return None
+        return []
     batches: list[Batch] = []
     undone: set[str] = set()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -151,8 +157,7 @@ def last_batch(data_dir: Path) -> Batch | None:
         except (ValueError, KeyError, TypeError):
             # A line cut short by a crash is the only way the log can be damaged; an undo must not guess past it.
             raise SnapkitError(f"Line {number} of {path} is not a relabel record; fix or remove that line.") from None
-    pending = [b for b in batches if b.batch not in undone]
-    return pending[-1] if pending else None
+    return [b for b in batches if b.batch not in undone]
 
 
 def _data_folder(data_dir: Path) -> Path:

@@ -25,3 +25,9 @@ def new_clip_path(data_dir: Path, label: str, *, stem: str | None = None) -> Pat
 def save_clip(data_dir: Path, label: str, audio: np.ndarray, sample_rate_hz: int, *, stem: str | None = None) -> Path:
     """Write ``audio`` ``[samples]`` as a new 16-bit WAV clip of class ``label``; returns its path."""
     return write_wav(new_clip_path(data_dir, label, stem=stem), audio, sample_rate_hz)
+
+
+def drops_silent_clips(label: str, background_label: str, keep_silent: bool = False) -> bool:
+    """Whether a silent recording of ``label`` is refused: yes unless asked to keep it, or it is background, which
+    is quiet by nature (dropping quiet clips there would throw away exactly what is wanted)."""
+    return not keep_silent and label != background_label
