@@ -101,8 +101,16 @@ def test_no_path_leaves_its_folder(client: TestClient, tmp_path: Path) -> None:
     secret.write_bytes(wav_bytes(tone(500.0)))
     (tmp_path / "data" / "beep" / "link.wav").symlink_to(secret)
     (tmp_path / "data" / "linkdir").symlink_to(tmp_path)
-    for path in ["../secret.wav", "beep/../../secret.wav", str(secret), "/etc/passwd", "beep/link.wav",
-                 "linkdir/secret.wav", ".snapkit-relabel.jsonl", "beep\\..\\..\\secret.wav"]:  # fmt: skip
+    for path in [
+        "../secret.wav",
+        "beep/../../secret.wav",
+        str(secret),
+        "/etc/passwd",
+        "beep/link.wav",
+        "linkdir/secret.wav",
+        ".snapkit-relabel.jsonl",
+        "beep\\..\\..\\secret.wav",
+    ]:
         for url in ["/api/file", "/api/spectrogram.png"]:
             answer = client.get(url, params={"root": "data", "path": path})
             assert answer.status_code == 403, (url, path, answer.text)

@@ -36,7 +36,7 @@ from snapkit.ui.security import PathRefused, inside
 
 TRASH_DIR = ".snapkit-trash"
 # The spectrogram shows this many dB below the clip's loudest bin; quieter is drawn black.
-SPECTROGRAM_RANGE_DB = 80.0
+SPECTROGRAM_RANGE_DB = 70.0
 # listen --save-clips: <label>-<YYYYmmdd-HHMMSS-mmm>-<event id>[-n]
 _LIVE_NAME = re.compile(r"^(?P<label>.+)-(?P<stamp>\d{8}-\d{6}-\d{3})-\d+(?:-\d+)?$")
 # detect --save-clips and mine: <file stem>-<onset>s-<label>[-n]
