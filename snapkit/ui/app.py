@@ -24,6 +24,7 @@ from starlette.datastructures import UploadFile
 
 from snapkit.dataset.labels import validate_label
 from snapkit.errors import AudioFileError, SnapkitError
+from snapkit.ui.listening import ListenJob, SourceFactory, microphone
 from snapkit.ui.security import TOKEN_COOKIE, TOKEN_HEADER, TOKEN_QUERY, PathRefused, token_matches
 from snapkit.ui.training import TrainingJob, TrainRequest
 from snapkit.ui.workbench import SilentClip, TrainingBusy, Workbench, spectrogram_png
@@ -59,6 +60,10 @@ class ReviewBody(BaseModel):
     label: str
 
 
+class ListenBody(BaseModel):
+    run: str
+
+
 class TrainBody(BaseModel):
     backbone: str = "convnet"
     epochs: int | None = None
@@ -66,11 +71,20 @@ class TrainBody(BaseModel):
     estimate: bool = True
 
 
-def create_app(workbench: Workbench, token: str | None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> FastAPI:
-    """The workbench as an ASGI app. ``token`` None: no token asked (loopback only, see ``check_host``)."""
+def create_app(
+    workbench: Workbench,
+    token: str | None,
+    *,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    source_factory: SourceFactory = microphone,
+) -> FastAPI:
+    """The workbench as an ASGI app. ``token`` None: no token asked (loopback only, see ``check_host``).
+    ``source_factory`` opens the live detector's audio (the microphone; an in-memory source in tests)."""
     app = FastAPI(title="snapkit workbench", docs_url=None, redoc_url=None, openapi_url=None)
     job = TrainingJob(workbench.data_dir, workbench.runs_dir)
-    app.state.workbench, app.state.job = workbench, job
+    # Live clips go where the review page looks: the first --events folder (none given: no clips are saved).
+    listener = ListenJob(workbench.events_dirs[0] if workbench.events_dirs else None, source_factory)
+    app.state.workbench, app.state.job, app.state.listener = workbench, job, listener
     max_bytes = int(max_upload_mb * 1024 * 1024)
 
     @app.middleware("http")
@@ -233,6 +247,38 @@ def create_app(workbench: Workbench, token: str | None, *, max_upload_mb: float 
                 since = status["next"]
                 yield f"data: {json.dumps(status)}\n\n"
                 if status["state"] != "running":
+                    return
+                await asyncio.sleep(STREAM_POLL_S)
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    # --- listen ---------------------------------------------------------------------------------------------------
+
+    @app.get("/api/models")
+    def models() -> dict[str, Any]:
+        return {"runs": workbench.models()}
+
+    @app.post("/api/listen")
+    def listen(body: ListenBody) -> dict[str, Any]:
+        listener.start(workbench.resolve("runs", f"{body.run}/model.snapkit"), body.run)
+        return listener.snapshot()
+
+    @app.post("/api/listen/stop")
+    def listen_stop() -> dict[str, Any]:
+        listener.stop()
+        return listener.snapshot()
+
+    @app.get("/api/listen")
+    def listen_status() -> dict[str, Any]:
+        return listener.snapshot()
+
+    @app.get("/api/listen/stream")
+    async def listen_stream() -> StreamingResponse:
+        async def events() -> AsyncIterator[str]:
+            while True:
+                snapshot = listener.snapshot()
+                yield f"data: {json.dumps(snapshot)}\n\n"
+                if snapshot["state"] != "running":
                     return
                 await asyncio.sleep(STREAM_POLL_S)
 

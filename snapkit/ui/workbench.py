@@ -124,7 +124,7 @@ class Workbench:
             }
             for c in scanned.clips
         ]
-        return _finite({"data_dir": str(self.data_dir), "classes": classes, "problems": problems, "clips": clips})
+        return finite({"data_dir": str(self.data_dir), "classes": classes, "problems": problems, "clips": clips})
 
     def move(self, paths: Sequence[str], label: str) -> dict[str, Any]:
         """Move dataset clips (paths relative to DATA) into class ``label``, undoably."""
@@ -196,7 +196,7 @@ class Workbench:
                 "microphone is not muted and record it again."
             )
         path = save_clip(self.data_dir, label, audio, sample_rate_hz)
-        return _finite({"path": self._relative(path), "peak_dbfs": peak, "rms_dbfs": rms})
+        return finite({"path": self._relative(path), "peak_dbfs": peak, "rms_dbfs": rms})
 
     # --- Review ---------------------------------------------------------------------------------------------------
 
@@ -252,6 +252,15 @@ class Workbench:
             "added": added,
             "total": len(moved) + len(deleted) + added,
         }
+
+    def models(self) -> list[str]:
+        """The runs in RUNS that hold a model, newest first."""
+        if not self.runs_dir.is_dir():
+            return []
+        found = [p.parent for p in self.runs_dir.glob("*/model.snapkit")]
+        return [
+            run.name for run in sorted(found, key=lambda run: (run / "model.snapkit").stat().st_mtime, reverse=True)
+        ]
 
     # --- helpers --------------------------------------------------------------------------------------------------
 
@@ -335,13 +344,13 @@ def _seconds(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """``value`` as JSON can hold it: NaN and infinities (an unreadable clip's levels) become None."""
     value = jsonable(value)
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value

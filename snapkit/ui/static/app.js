@@ -232,7 +232,7 @@ function followTraining() {
   trainStream.onmessage = (message) => {
     const status = JSON.parse(message.data);
     showTraining(status);
-    if (status.state !== "running") { trainStream.close(); trainStream = null; refresh(); }
+    if (status.state !== "running") { trainStream.close(); trainStream = null; refresh(); loadModels(); }
   };
 }
 
@@ -293,6 +293,53 @@ $("#train-form").addEventListener("submit", async (event) => {
   }
 });
 
+// --- Listen ----------------------------------------------------------------------------------------------------
+
+let listenStream = null;
+
+function showListening(snapshot) {
+  const status = snapshot.status;
+  $("#listen-state").textContent = snapshot.state === "running"
+    ? `Listening with ${snapshot.model}${status ? `, ${fmt(status.position_s)} s, level ${fmt(status.level_dbfs)} dBFS` : ""}`
+    : snapshot.state === "failed" ? snapshot.error : snapshot.state === "stopped" ? `Stopped (${snapshot.model}).` : "";
+  if (status) {
+    $("#listen-probs tbody").replaceChildren(...Object.entries(status.probabilities).map(([label, p]) =>
+      el("tr", {}, el("td", {}, label), el("td", {}, fmt(p, 2)))));
+    $("#listen-events").replaceChildren(...status.events.slice().reverse().map((e) =>
+      el("li", {}, `${e.time}  ${e.label}  score ${fmt(e.peak_score, 2)}`)));
+  }
+  $("#listen-clips").replaceChildren(...snapshot.clips.slice().reverse().map((name) =>
+    el("li", {}, name, " ", el("audio", { controls: "", preload: "none", src: fileUrl("events-0", name) }))));
+}
+
+function followListening() {
+  if (listenStream) listenStream.close();
+  listenStream = new EventSource("/api/listen/stream");
+  listenStream.onmessage = (message) => {
+    const snapshot = JSON.parse(message.data);
+    showListening(snapshot);
+    if (snapshot.state !== "running") { listenStream.close(); listenStream = null; refresh(); }
+  };
+}
+
+$("#listen-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    await api("POST", "/api/listen", { run: $("#listen-model").value });
+    followListening();
+  } catch (error) {
+    say(error.message, true);
+  }
+});
+$("#listen-stop").addEventListener("click", () => act(api("POST", "/api/listen/stop"), () => "Stopped listening."));
+
+async function loadModels() {
+  const models = await api("GET", "/api/models");
+  $("#listen-model").replaceChildren(...models.runs.map((run) => el("option", { value: run }, run)));
+  $("#listen-start").disabled = !models.runs.length;
+  if (!models.runs.length) $("#listen-state").textContent = "No trained model in the runs folder yet: train one first.";
+}
+
 // --- pages -----------------------------------------------------------------------------------------------------
 
 async function refresh() {
@@ -322,4 +369,7 @@ window.addEventListener("hashchange", showPage);
   $("#train-backbone").replaceChildren(...status.backbones.map((b) => el("option", { value: b }, b)));
   if (status.state === "running") followTraining();
   else showTraining(status);
+  await loadModels();
+  const listening = await api("GET", "/api/listen");
+  if (listening.state === "running") followListening();
 })();
