@@ -224,17 +224,21 @@ function retrain() {
   $("#train-form").requestSubmit();
 }
 
-let trainStream = null;
+const streams = {};
 
-function followTraining() {
-  if (trainStream) trainStream.close();
-  trainStream = new EventSource("/api/train/stream");
-  trainStream.onmessage = (message) => {
-    const status = JSON.parse(message.data);
-    showTraining(status);
-    if (status.state !== "running") { trainStream.close(); trainStream = null; refresh(); loadModels(); }
+// Follow a server-sent event stream of snapshots until its state is no longer "running".
+function follow(url, show, ended) {
+  if (streams[url]) streams[url].close();
+  const stream = new EventSource(url);
+  streams[url] = stream;
+  stream.onmessage = (message) => {
+    const snapshot = JSON.parse(message.data);
+    show(snapshot);
+    if (snapshot.state !== "running") { stream.close(); delete streams[url]; ended(); }
   };
 }
+
+const followTraining = () => follow("/api/train/stream", showTraining, () => { refresh(); loadModels(); });
 
 function showTraining(status) {
   const log = $("#train-log");
@@ -295,8 +299,6 @@ $("#train-form").addEventListener("submit", async (event) => {
 
 // --- Listen ----------------------------------------------------------------------------------------------------
 
-let listenStream = null;
-
 function showListening(snapshot) {
   const status = snapshot.status;
   $("#listen-state").textContent = snapshot.state === "running"
@@ -312,15 +314,7 @@ function showListening(snapshot) {
     el("li", {}, name, " ", el("audio", { controls: "", preload: "none", src: fileUrl("events-0", name) }))));
 }
 
-function followListening() {
-  if (listenStream) listenStream.close();
-  listenStream = new EventSource("/api/listen/stream");
-  listenStream.onmessage = (message) => {
-    const snapshot = JSON.parse(message.data);
-    showListening(snapshot);
-    if (snapshot.state !== "running") { listenStream.close(); listenStream = null; refresh(); }
-  };
-}
+const followListening = () => follow("/api/listen/stream", showListening, refresh);
 
 $("#listen-form").addEventListener("submit", async (event) => {
   event.preventDefault();
