@@ -337,3 +337,12 @@ def test_train_refuses_an_unknown_backbone_and_a_second_training(setup: tuple[Te
     assert busy.status_code == 409 and "one at a time" in busy.json()["error"]
     status = client.get("/api/train").json()
     assert status["state"] == "running" and "convnet" in status["backbones"]
+
+
+def test_snapkit_help_does_not_load_the_web_framework() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; from snapkit.cli.app import app; print('fastapi' in sys.modules, 'uvicorn' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.split() == ["False", "False"]

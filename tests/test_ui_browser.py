@@ -226,3 +226,9 @@ def test_train_from_the_page_shows_the_result(browser: object, server: Server, s
     assert "beep" in table and "whistle" in table and "background" in table
     assert page.locator(".confusion").count() == 1
     assert "Trained" in page.inner_text("#train-state")
+    # The new model is offered to the live detector at once.
+    page.click("nav a[data-page=listen]")
+    page.wait_for_selector("#listen-model option", state="attached")
+    assert page.locator("#listen-model option").first.get_attribute("value").endswith("-convnet")
+    assert "No trained model" not in page.inner_text("#listen-state")
+    page.screenshot(path=str(shots / "listen.png"))

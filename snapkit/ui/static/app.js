@@ -331,7 +331,9 @@ async function loadModels() {
   const models = await api("GET", "/api/models");
   $("#listen-model").replaceChildren(...models.runs.map((run) => el("option", { value: run }, run)));
   $("#listen-start").disabled = !models.runs.length;
-  if (!models.runs.length) $("#listen-state").textContent = "No trained model in the runs folder yet: train one first.";
+  const state = $("#listen-state");
+  if (!models.runs.length) state.textContent = "No trained model in the runs folder yet: train one first.";
+  else if (state.textContent.startsWith("No trained model")) state.textContent = "";
 }
 
 // --- pages -----------------------------------------------------------------------------------------------------
