@@ -22,7 +22,7 @@ from snapkit.cli.help import DEPRECATED_OPTION_NAMES
 COMMANDS = typer.main.get_command(app).commands  # type: ignore[attr-defined]
 
 # A number an option measures carries its unit at the end of its name.
-UNIT_SUFFIXES = ("-s", "-ms", "-hz", "-db", "-dbfs", "-minutes", "-per-hour")
+UNIT_SUFFIXES = ("-s", "-ms", "-hz", "-db", "-dbfs", "-minutes", "-per-hour", "-mb")
 # Words in an option's help that say the number it takes is measured in a unit.
 UNIT_WORDS = re.compile(r"\b(seconds?|ms|Hz|dB|dBFS|minutes?)\b")
 

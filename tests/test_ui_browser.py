@@ -47,6 +47,7 @@ class Server:
                 "-m",
                 "snapkit",
                 "ui",
+                "--data",
                 str(data),
                 "--runs",
                 str(runs),

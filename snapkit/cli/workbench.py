@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from snapkit.cli.options import DEFAULT_DATA_DIR
+from snapkit.cli.options import DataReadOption, LegacyDataArgument, data_folder
 from snapkit.cli.ui import console
 from snapkit.errors import SnapkitError
 
@@ -16,9 +16,8 @@ DEFAULT_PORT = 8765
 
 
 def ui(
-    data_dir: Annotated[
-        Path, typer.Argument(metavar="DATA_DIR", help="Dataset folder with one folder per class.")
-    ] = DEFAULT_DATA_DIR,
+    data_arg: LegacyDataArgument = None,
+    data_dir: DataReadOption = None,
     runs: Annotated[
         Path, typer.Option("--runs", metavar="DIR", help="Folder of training runs (RUNS/NAME/model.snapkit).")
     ] = Path("runs"),
@@ -55,14 +54,15 @@ def ui(
     from snapkit.ui.workbench import Workbench, ensure_folder
 
     check_host(host, token_required=not no_token)
-    ensure_folder(data_dir)
+    data = data_folder(data_dir, data_arg)
+    ensure_folder(data)
     token = None if no_token else new_token()
-    workbench = Workbench(data_dir=data_dir, runs_dir=runs, events_dirs=list(events or []))
+    workbench = Workbench(data_dir=data, runs_dir=runs, events_dirs=list(events or []))
     app = create_app(workbench, token, max_upload_mb=max_upload_mb)
     shown = f"[{host}]" if ":" in host else host
     address = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     console.print(
-        f"snapkit workbench on {data_dir} (runs {runs}; events {', '.join(map(str, events or [])) or 'none'}).\n"
+        f"snapkit workbench on {data} (runs {runs}; events {', '.join(map(str, events or [])) or 'none'}).\n"
         f"Open {address}\nCtrl-C stops it.",
         highlight=False,
         soft_wrap=True,
