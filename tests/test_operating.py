@@ -251,3 +251,17 @@ def test_calibrate_without_background_says_what_to_record(detector_bundle_path: 
     result = run_cli("calibrate", str(detector_bundle_path), "--data", str(data), "--out", str(tmp_path / "m.snapkit"))
     assert result.returncode == 2
     assert "no background audio" in result.stderr and "snapkit record background" in result.stderr
+
+
+@pytest.mark.parametrize("budget", ["0", "-1", "nan"])
+def test_a_budget_of_zero_or_below_is_one_sentence_before_any_work(budget: str, tmp_path: Path) -> None:
+    from snapkit.errors import SnapkitError
+    from snapkit.training.train import TrainSettings
+
+    # The model file does not exist: the budget is refused before anything is read.
+    result = run_cli("calibrate", str(tmp_path / "none.snapkit"), f"--max-false-alarms-per-hour={budget}")
+    assert result.returncode == 2
+    assert "--max-false-alarms-per-hour must be more than 0" in result.stderr
+    assert "Traceback" not in result.stderr
+    with pytest.raises(SnapkitError, match="must be more than 0"):
+        TrainSettings(max_false_alarms_per_hour=float(budget))

@@ -17,7 +17,6 @@ BudgetOption = Annotated[
     float,
     typer.Option(
         "--max-false-alarms-per-hour",
-        min=0.0,
         help="False alarms an hour you accept in total over background audio; shared equally by the classes.",
     ),
 ]
@@ -49,8 +48,10 @@ def calibrate(
     from snapkit.detection.operating import calibrate_to_budget, calibration_audio, write_curve_png
     from snapkit.errors import SnapkitError
     from snapkit.models.bundle import load_model
+    from snapkit.models.calibration import check_budget
     from snapkit.progress import progress_bar
 
+    check_budget(budget)  # before anything is read
     bundle = load_model(model)
     model_path = bundle.path or model
     data = data_dir or Path(str(bundle.training.get("data_dir") or "data"))

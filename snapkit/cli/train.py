@@ -94,7 +94,6 @@ def train(
         float,
         typer.Option(
             "--max-false-alarms-per-hour",
-            min=0.0,
             help="With background audio in the dataset, thresholds are chosen for at most this many false alarms an "
             "hour in total (as `snapkit calibrate` does).",
         ),

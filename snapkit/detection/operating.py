@@ -29,7 +29,7 @@ import numpy as np
 from snapkit.detection.detector import Detector, DetectorSettings
 from snapkit.detection.tracker import EventTracker
 from snapkit.errors import SnapkitError
-from snapkit.models.calibration import OFF_FRACTION, Calibration, OperatingCurve
+from snapkit.models.calibration import OFF_FRACTION, Calibration, OperatingCurve, check_budget
 
 DEFAULT_MAX_FALSE_ALARMS_PER_HOUR = 1.0
 # Under this much background the measured rates are too coarse to move thresholds down (see the module docstring).
@@ -177,8 +177,7 @@ def calibrate_to_budget(
     Returns:
         The bundle's calibration with each class's new ``on``/``off`` and its :class:`OperatingCurve`.
     """
-    if not math.isfinite(max_false_alarms_per_hour) or max_false_alarms_per_hour < 0:
-        raise SnapkitError("--max-false-alarms-per-hour must be zero or a positive number.")
+    check_budget(max_false_alarms_per_hour)
     backgrounds = [np.asarray(b, dtype=np.float32).reshape(-1) for b in backgrounds if len(b)]
     if not backgrounds:
         raise SnapkitError(

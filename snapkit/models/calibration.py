@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from snapkit.errors import SnapkitError
+
 # Without calibration (no held-out clips, or an old bundle without thresholds): the usual 0.5 sigmoid threshold,
 # and an off-threshold this fraction of it, so an event does not flicker off on a dip.
 DEFAULT_ON_THRESHOLD = 0.5
@@ -170,6 +172,16 @@ class ClassCalibration:
 
 
 Calibration = dict[str, ClassCalibration]
+
+
+def check_budget(max_false_alarms_per_hour: float) -> float:
+    """The false-alarm budget, or one sentence saying what it must be."""
+    if not (math.isfinite(max_false_alarms_per_hour) and max_false_alarms_per_hour > 0):
+        raise SnapkitError(
+            f"--max-false-alarms-per-hour must be more than 0 false alarms an hour (e.g. 1), not "
+            f"{max_false_alarms_per_hour:g}: no finite recording can show a detector never cries wolf."
+        )
+    return max_false_alarms_per_hour
 
 
 def _logit(p: float) -> float:

@@ -31,7 +31,7 @@ from snapkit.files import jsonable, write_atomically
 from snapkit.models.backbones.base import FrameEmbedder
 from snapkit.models.backbones.registry import BACKBONES, load_backbone
 from snapkit.models.bundle import ModelBundle
-from snapkit.models.calibration import Calibration, ClassCalibration
+from snapkit.models.calibration import Calibration, ClassCalibration, check_budget
 from snapkit.models.classifier import SoundClassifier
 from snapkit.models.config import ModelConfig
 from snapkit.training import tensorboard as tb
@@ -95,6 +95,8 @@ class TrainSettings:
             raise SnapkitError("max_folds must be at least 2 and cv_below_clips cannot be negative.")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise SnapkitError(f"--max-minutes must be more than 0 (minutes of training), not {self.max_minutes}.")
+        if self.max_false_alarms_per_hour is not None:
+            check_budget(self.max_false_alarms_per_hour)
 
     @property
     def is_head(self) -> bool:
