@@ -40,7 +40,10 @@ BACKGROUND_CLIPS = 8
 ACCURACY_FLOOR = 0.65
 LOST_TO_BACKGROUND_CEILING = 0.10
 DETECTION_F1_FLOOR = 0.15
-ONSET_ERROR_CEILING_MS = 40.0
+# The onset figure is a median over the 7-8 onsets the small check matches: the false-alarm budget step in `train`
+# (raising thresholds on the 1.8 min of background) drops one of them and moves it from 15 to 76 ms, p90 150 ms
+# both times (experiments/RESULTS.md, 2026-12-06). The ceiling catches edges left on the model's 0.25 s hop, not that.
+ONSET_ERROR_CEILING_MS = 100.0
 
 pytestmark = pytest.mark.slow
 
