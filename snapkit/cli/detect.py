@@ -17,7 +17,7 @@ import pandas as pd
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from snapkit.cli.options import HopOption, SensitivityOption, ThresholdOption, detector_settings
+from snapkit.cli.options import HopOption, MinLevelOption, SensitivityOption, ThresholdOption, detector_settings
 from snapkit.cli.ui import DetectorMode, ModeOption, console, frame_table
 from snapkit.detection.events import Event
 from snapkit.detection.outputs import FORMATS_TEXT
@@ -90,6 +90,7 @@ def detect(
     events_path: Annotated[Path | None, typer.Option("--events", help=EVENTS_HELP)] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help=PLOT_HELP)] = None,
     hop: HopOption = None,
+    min_level_dbfs: MinLevelOption = None,
     mode: ModeOption = DetectorMode.auto,
     sensitivity: SensitivityOption = "normal",
     threshold: ThresholdOption = None,
@@ -119,7 +120,7 @@ def detect(
 
     bundle = load_model(model)
     rate_hz = bundle.model.sample_rate_hz
-    settings, thresholds_why = detector_settings(bundle, mode.value, hop, sensitivity, threshold)
+    settings, thresholds_why = detector_settings(bundle, mode.value, hop, sensitivity, threshold, min_level_dbfs)
     detector = Detector(bundle, settings, sample_rate_hz=rate_hz, keep_timeline=plot is not None)
     clips = ClipOptions(save_clips, pre_roll_s, post_roll_s) if save_clips is not None else None
     if clips is not None:

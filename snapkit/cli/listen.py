@@ -20,6 +20,7 @@ from snapkit.audio.sources import MicrophoneSource
 from snapkit.cli.options import (
     DeviceOption,
     HopOption,
+    MinLevelOption,
     SampleRateOption,
     SensitivityOption,
     ThresholdOption,
@@ -87,6 +88,7 @@ def listen(
         typer.Option("--duration-s", "--duration", min=0.0, help="Stop after this many seconds (default: Ctrl-C)."),
     ] = None,
     hop: HopOption = None,
+    min_level_dbfs: MinLevelOption = None,
     mode: ModeOption = DetectorMode.auto,
     sensitivity: SensitivityOption = "normal",
     threshold: ThresholdOption = None,
@@ -109,7 +111,7 @@ def listen(
     # default pool, listening used 2.3x the CPU of a single thread for the same events (measured on 2 cores).
     torch.set_num_threads(threads)
     bundle = load_model(model)
-    settings, thresholds_why = detector_settings(bundle, mode.value, hop, sensitivity, threshold)
+    settings, thresholds_why = detector_settings(bundle, mode.value, hop, sensitivity, threshold, min_level_dbfs)
     interactive = console.is_terminal
     with contextlib.ExitStack() as stack:
         # Everything a user can get wrong (log extension, URL, command, device) is checked before listening starts;

@@ -62,6 +62,14 @@ def data_folder(option: Path | None, positional: Path | None, default: Path | No
     return folder
 
 
+MinLevelOption = Annotated[
+    float | None,
+    typer.Option(
+        "--min-level-dbfs",
+        help="Quiet gate: while the input stays below this level (dBFS, e.g. -60) the model is not run, saving CPU "
+        "in a quiet room; sounds above it are detected as without the gate (models that run in windows).",
+    ),
+]
 SensitivityOption = Annotated[
     str,
     typer.Option(
@@ -81,7 +89,12 @@ ThresholdOption = Annotated[
 
 
 def detector_settings(
-    bundle: Any, mode: str, hop_s: float | None, sensitivity: str, thresholds: list[str] | None
+    bundle: Any,
+    mode: str,
+    hop_s: float | None,
+    sensitivity: str,
+    thresholds: list[str] | None,
+    min_level_dbfs: float | None = None,
 ) -> tuple[Any, str]:
     """The ``DetectorSettings`` the options ask for, and a line saying which thresholds are in force and why.
 
@@ -100,6 +113,8 @@ def detector_settings(
     settings = DetectorSettings(mode=mode, on_thresholds=on, off_thresholds=off)  # type: ignore[arg-type]
     if hop_s is not None:
         settings = dataclasses.replace(settings, hop_s=hop_s)
+    if min_level_dbfs is not None:
+        settings = dataclasses.replace(settings, min_level_dbfs=min_level_dbfs)
     why = []
     curves = [entry.curve for entry in bundle.calibration.values() if entry.curve is not None]
     if curves:

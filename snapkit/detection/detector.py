@@ -63,6 +63,8 @@ class DetectorSettings:
     grid_s: float = 0.01
     refine: bool = True
     refine_s: float = 0.15
+    # Quiet gate (window mode): windows whose loudest 20 ms stays below this level (dBFS) skip the model; None: off.
+    min_level_dbfs: float | None = None
     # Per-class overrides: label -> on threshold / off threshold (probabilities 0..1).
     on_thresholds: dict[str, float] = field(default_factory=dict)
     off_thresholds: dict[str, float] = field(default_factory=dict)
@@ -76,6 +78,11 @@ class DetectorSettings:
         for name in ("lookahead_s", "min_event_s", "min_gap_s", "refine_s"):
             if getattr(self, name) < 0:
                 raise SnapkitError(f"Detector setting {name} cannot be negative.")
+        if self.min_level_dbfs is not None and not -120.0 <= self.min_level_dbfs <= 0.0:
+            raise SnapkitError(
+                f"--min-level-dbfs must be between -120 and 0 dBFS (e.g. -60 for a quiet room), "
+                f"not {self.min_level_dbfs:g}."
+            )
 
 
 class Detector:
@@ -135,7 +142,14 @@ class Detector:
             self.scorer = StreamScorer(model, hop_n=hop_n, grid_n=grid_n)
         else:
             lookahead_n = round(s.lookahead_s * rate)
-            self.scorer = WindowScorer(model, window_n=self._win_n, hop_n=hop_n, grid_n=grid_n, lookahead_n=lookahead_n)
+            self.scorer = WindowScorer(
+                model,
+                window_n=self._win_n,
+                hop_n=hop_n,
+                grid_n=grid_n,
+                lookahead_n=lookahead_n,
+                min_level_dbfs=s.min_level_dbfs,
+            )
             self.model = self.scorer.model
         self.timeline_cells = Timeline(len(self.labels), grid_n, keep=keep_timeline)
         self.buffer = StreamBuffer(min_discard_n=self._win_n)
@@ -163,11 +177,17 @@ class Detector:
             return (
                 f"streaming: the model runs every {s.hop_s:g} s on the new audio only, each output frame computed "
                 f"once; a moment is decided {self.scorer.lookahead_s:.2f} s of audio after it"
+                + ("; no quiet gate (a streaming model already runs on new audio only)" if s.min_level_dbfs else "")
             )
         why = self._cannot_stream
         return (
             f"windows of {self._win_n / self.model_rate_hz:g} s every {s.hop_s:g} s, overlapping outputs averaged"
             + (f" (this model cannot stream: {why})" if why else "")
+            + (
+                f"; windows quieter than {s.min_level_dbfs:g} dBFS skip the model"
+                if s.min_level_dbfs is not None
+                else ""
+            )
         )
 
     @property
