@@ -72,11 +72,11 @@ def install(
             "service per model, each with its own --name."
         )
     model_path = model[0]
+    unit_name = check_unit_name(name) if name is not None else default_unit_name(model_path)
     # listen's own checks, so a bad path or threshold fails here and not in a restart loop.
     detector_settings(load_model(model_path), DetectorMode.auto.value, None, sensitivity, threshold)
     if events is not None:
         event_format(events)
-    unit_name = check_unit_name(name) if name is not None else default_unit_name(model_path)
     settings = ServiceSettings(
         name=unit_name,
         command=listen_command(model_path, _listen_args(device, events, save_clips, sensitivity, threshold)),
