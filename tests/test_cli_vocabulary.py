@@ -218,3 +218,16 @@ def test_evaluate_says_what_to_do_when_the_old_json_path_or_the_folder_is_missin
     assert not (tmp_path / "ev.json").exists()
     missing = _invoke("evaluate", str(bundle))
     assert missing.exit_code == 2 and "--data DIR" in missing.output
+
+
+def test_service_install_speaks_listens_vocabulary() -> None:
+    """``service install`` is a sub-command, so the per-command checks above do not reach it: its options name their
+    units, and those it passes on to listen are listen's own (same names, same help)."""
+    install = COMMANDS["service"].commands["install"]
+    options = [p for p in install.params if p.param_type_name == "option"]
+    assert not [_shown_name(o) for o in options if lacks_unit(_shown_name(o), o)]
+    listen = {_shown_name(o): o.help for o in _options("listen")}
+    passed = {"--device", "--events", "--save-clips", "--sensitivity", "--threshold"}
+    assert {_shown_name(o): o.help for o in options if _shown_name(o) in passed} == {n: listen[n] for n in passed}
+    result = _invoke("service", "install", "--help")
+    assert result.exit_code == 0 and not _names_an_old_spelling(result.output), result.output

@@ -15,6 +15,7 @@ from snapkit.cli import detect as detect_commands
 from snapkit.cli import listen as listen_commands
 from snapkit.cli import record as record_commands
 from snapkit.cli import review as review_commands
+from snapkit.cli import service as service_commands
 from snapkit.cli import train as train_commands
 from snapkit.cli import workbench as workbench_commands
 from snapkit.cli.help import SnapkitGroup, use_snapkit_help
@@ -40,6 +41,7 @@ listen_commands.register(app)
 review_commands.register(app)
 demo_commands.register(app)
 workbench_commands.register(app)
+service_commands.register(app)
 use_snapkit_help(app)
 
 

@@ -41,19 +41,20 @@ EVENTS_HELP = (
     "as for `snapkit detect --events`; .tsv (the DCASE layout) gets finished events only. A .json list is rewritten "
     "whole each time: for long sessions .jsonl is cheaper."
 )
+MODEL_HELP = "A trained model bundle (runs/NAME/model.snapkit)."
+# Spelled once here, shared with `snapkit service install`, which passes them on to listen.
+EventsOption = Annotated[Path | None, typer.Option("--events", help=EVENTS_HELP)]
+SaveClipsOption = Annotated[
+    Path | None, typer.Option("--save-clips", help="Save each event's audio as a WAV file into this folder.")
+]
 
 
 def listen(
-    model: Annotated[Path, typer.Argument(help="A trained model bundle (runs/NAME/model.snapkit).")],
+    model: Annotated[Path, typer.Argument(help=MODEL_HELP)],
     device: DeviceOption = None,
     samplerate: SampleRateOption = None,
-    events: Annotated[
-        Path | None,
-        typer.Option("--events", help=EVENTS_HELP),
-    ] = None,
-    save_clips: Annotated[
-        Path | None, typer.Option("--save-clips", help="Save each event's audio as a WAV file into this folder.")
-    ] = None,
+    events: EventsOption = None,
+    save_clips: SaveClipsOption = None,
     pre_roll: Annotated[
         float,
         typer.Option("--pre-roll-s", "--pre-roll", min=0.0, help="Seconds of audio kept before each saved event."),

@@ -1,0 +1,142 @@
+"""``snapkit service install``: write a systemd unit that keeps ``snapkit listen`` running, logging to the journal.
+
+The listen options it passes on are listen's own (imported, not spelled again), and they are checked here with
+listen's own loader and threshold rules, so a mistake shows now rather than as a service restarting forever.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from snapkit.cli.help import SnapkitGroup, use_snapkit_help
+from snapkit.cli.listen import MODEL_HELP, EventsOption, SaveClipsOption
+from snapkit.cli.options import DeviceOption, SensitivityOption, ThresholdOption, detector_settings
+from snapkit.cli.ui import DetectorMode, console
+from snapkit.detection.service import (
+    ServiceSettings,
+    check_unit_name,
+    default_unit_name,
+    enable_instructions,
+    install_unit,
+    listen_command,
+    render_unit,
+    unit_path,
+)
+from snapkit.errors import SnapkitError
+
+service_app = typer.Typer(
+    name="service",
+    help="Leave `snapkit listen` running as a systemd service (restarted on failure, logged to the journal).",
+    no_args_is_help=True,
+    cls=SnapkitGroup,
+)
+
+
+def install(
+    model: Annotated[list[Path], typer.Argument(help=MODEL_HELP)],
+    device: DeviceOption = None,
+    events: EventsOption = None,
+    save_clips: SaveClipsOption = None,
+    sensitivity: SensitivityOption = "normal",
+    threshold: ThresholdOption = None,
+    user: Annotated[
+        bool,
+        typer.Option(
+            "--user",
+            help="A per-user service in ~/.config/systemd/user (no root needed; it can use the desktop's sound "
+            "server) instead of a system one in /etc/systemd/system.",
+        ),
+    ] = False,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="The unit's name (default: snapkit-<run folder>, e.g. snapkit-garage)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the unit and where it would go; write nothing.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace a unit of the same name.")] = False,
+) -> None:
+    """Write a systemd unit that runs `snapkit listen MODEL` with these options, restarts it on failure and logs to
+    the journal, then print how to start it."""
+    from snapkit.detection.outputs import event_format
+    from snapkit.models.bundle import load_model
+
+    if len(model) > 1:
+        raise SnapkitError(
+            f"`snapkit listen` runs one model, so a service runs one too ({len(model)} were given); install one "
+            "service per model, each with its own --name."
+        )
+    model_path = model[0]
+    unit_name = check_unit_name(name) if name is not None else default_unit_name(model_path)
+    # listen's own checks, so a bad path or threshold fails here and not in a restart loop.
+    detector_settings(load_model(model_path), DetectorMode.auto.value, None, sensitivity, threshold)
+    if events is not None:
+        event_format(events)
+    settings = ServiceSettings(
+        name=unit_name,
+        command=listen_command(model_path, _listen_args(device, events, save_clips, sensitivity, threshold)),
+        working_dir=Path.cwd(),
+        user_unit=user,
+        run_as=None if user else _invoking_user(),
+    )
+    path = unit_path(unit_name, user)
+    if dry_run:
+        console.print(f"Would write {path}:", highlight=False, markup=False, soft_wrap=True)
+        typer.echo(render_unit(settings), nl=False)
+        return
+    install_unit(settings, path, force=force)
+    start, watch, *linger = enable_instructions(unit_name, user)
+    lines = [
+        f"Wrote {path}. Start it now and at every boot with:",
+        f"  {start}",
+        "Watch what it hears with:",
+        f"  {watch}",
+    ]
+    if linger:
+        lines.append(
+            f"A user service runs only while you are logged in; to run it from boot without a login: {linger[0]}"
+        )
+    for line in lines:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def _listen_args(
+    device: str | None,
+    events: Path | None,
+    save_clips: Path | None,
+    sensitivity: str,
+    thresholds: list[str] | None,
+) -> list[str]:
+    """The listen options as arguments, paths made absolute (the unit must not depend on where it was made)."""
+    args: list[str] = []
+    if device is not None:
+        args += ["--device", device]
+    if events is not None:
+        args += ["--events", os.path.abspath(events)]
+    if save_clips is not None:
+        args += ["--save-clips", os.path.abspath(save_clips)]
+    args += ["--sensitivity", sensitivity]
+    for threshold in thresholds or []:
+        args += ["--threshold", threshold]
+    return args
+
+
+def _invoking_user() -> str | None:
+    """Who a system service should run as: the user behind ``sudo``, else the current one; None for root."""
+    who = os.environ.get("SUDO_USER") or getpass.getuser()
+    return None if who == "root" else who
+
+
+service_app.command(help="Write a systemd unit that keeps `snapkit listen MODEL` running (--dry-run: print it).")(
+    install
+)
+use_snapkit_help(service_app)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(service_app)
