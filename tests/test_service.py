@@ -144,6 +144,7 @@ def test_cli_installs_a_user_unit_and_says_how_to_start_it(model_file: Path, tmp
     config = tmp_path / "cfg"
     args = [str(model_file), "--user", "--name", "garage", "--events", str(tmp_path / "ev.jsonl")]
     args += ["--device", "USB Mic", "--sensitivity", "high", "--threshold", "beep=0.7", "--threshold", "snap=0.6"]
+    args += ["--min-level-dbfs", "-55"]
     result = _install(*args, config=config)
     assert result.exit_code == 0, result.output
     unit = (config / "systemd" / "user" / "garage.service").read_text()
@@ -159,6 +160,8 @@ def test_cli_installs_a_user_unit_and_says_how_to_start_it(model_file: Path, tmp
         "beep=0.7",
         "--threshold",
         "snap=0.6",
+        "--min-level-dbfs",
+        "-55",
     ]
     text = " ".join(result.output.split())
     assert "systemctl --user daemon-reload && systemctl --user enable --now garage" in text

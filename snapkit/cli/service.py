@@ -15,7 +15,7 @@ import typer
 
 from snapkit.cli.help import SnapkitGroup, use_snapkit_help
 from snapkit.cli.listen import MODEL_HELP, EventsOption, SaveClipsOption
-from snapkit.cli.options import DeviceOption, SensitivityOption, ThresholdOption, detector_settings
+from snapkit.cli.options import DeviceOption, MinLevelOption, SensitivityOption, ThresholdOption, detector_settings
 from snapkit.cli.ui import DetectorMode, console
 from snapkit.detection.service import (
     ServiceSettings,
@@ -44,6 +44,7 @@ def install(
     save_clips: SaveClipsOption = None,
     sensitivity: SensitivityOption = "normal",
     threshold: ThresholdOption = None,
+    min_level_dbfs: MinLevelOption = None,
     user: Annotated[
         bool,
         typer.Option(
@@ -74,12 +75,14 @@ def install(
     model_path = model[0]
     unit_name = check_unit_name(name) if name is not None else default_unit_name(model_path)
     # listen's own checks, so a bad path or threshold fails here and not in a restart loop.
-    detector_settings(load_model(model_path), DetectorMode.auto.value, None, sensitivity, threshold)
+    detector_settings(load_model(model_path), DetectorMode.auto.value, None, sensitivity, threshold, min_level_dbfs)
     if events is not None:
         event_format(events)
     settings = ServiceSettings(
         name=unit_name,
-        command=listen_command(model_path, _listen_args(device, events, save_clips, sensitivity, threshold)),
+        command=listen_command(
+            model_path, _listen_args(device, events, save_clips, sensitivity, threshold, min_level_dbfs)
+        ),
         working_dir=Path.cwd(),
         user_unit=user,
         run_as=None if user else _invoking_user(),
@@ -111,6 +114,7 @@ def _listen_args(
     save_clips: Path | None,
     sensitivity: str,
     thresholds: list[str] | None,
+    min_level_dbfs: float | None = None,
 ) -> list[str]:
     """The listen options as arguments, paths made absolute (the unit must not depend on where it was made)."""
     args: list[str] = []
@@ -123,6 +127,8 @@ def _listen_args(
     args += ["--sensitivity", sensitivity]
     for threshold in thresholds or []:
         args += ["--threshold", threshold]
+    if min_level_dbfs is not None:
+        args += ["--min-level-dbfs", f"{min_level_dbfs:g}"]
     return args
 
 
