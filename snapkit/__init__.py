@@ -9,9 +9,15 @@ Names are imported on first use (PEP 562), so ``import snapkit`` and the CLI's q
 
 from __future__ import annotations
 
+import logging
+
 from snapkit._lazy import lazy_exports
 
 __version__ = "0.1.0"
+
+# A library's loggers stay quiet unless the application asks (``listen --log`` adds a file); without this, Python's
+# last-resort handler would print every warning a second time on stderr.
+logging.getLogger("snapkit").addHandler(logging.NullHandler())
 
 _EXPORTS = {
     "load_audio": "snapkit.audio.io",

@@ -101,6 +101,12 @@ class FakeDetector:
         self.flushed_at = time.monotonic()
         return [self._end(self.position_s)] if self._open is not None else []
 
+    def skip(self, samples: int) -> list[EventUpdate]:
+        """As ``Detector.skip``: what is open ends at the last sample heard, and the clock moves on."""
+        updates = [self._end(self.position_s)] if self._open is not None else []
+        self.samples += samples
+        return updates
+
     def _end(self, offset_s: float) -> EventUpdate:
         assert self._open is not None
         event_id, label, onset_s = self._open
@@ -646,16 +652,22 @@ class FakeMic:
 
     audio = planted([(0.5, 0.0), (0.5, 0.5), (1.0, 0.0)])
 
-    def __init__(self, device: str | int | None = None, sample_rate_hz: int | None = None) -> None:
+    def __init__(
+        self, device: str | int | None = None, sample_rate_hz: int | None = None, block_s: float = BLOCK_S
+    ) -> None:
         self.device = types.SimpleNamespace(index=3, name="Fake Mic")
         self.sample_rate_hz = sample_rate_hz or RATE
         self.overflows = 0
         self.dropped = 0
+        self.lost_n = 0
         self.started = False
 
-    def __enter__(self) -> FakeMic:
+    def start(self) -> FakeMic:
         self.started = True
         return self
+
+    def __enter__(self) -> FakeMic:
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -664,7 +676,7 @@ class FakeMic:
         assert self.started
         yield from ArraySource(self.audio, self.sample_rate_hz, BLOCK_S).blocks()
 
-    def first_sample_wall_time_s(self) -> float:
+    def first_sample_wall_time_s(self, timeout_s: float = 15.0) -> float:
         assert self.started
         return time.time()
 

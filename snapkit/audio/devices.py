@@ -30,6 +30,19 @@ def sounddevice_module() -> ModuleType:
     return sounddevice
 
 
+def rescan_devices() -> None:
+    """Make PortAudio look for devices again, e.g. a microphone plugged back in after it started (its list is
+    fixed when it starts). Only call it while no stream is open."""
+    sd = sounddevice_module()
+    terminate, initialize = getattr(sd, "_terminate", None), getattr(sd, "_initialize", None)
+    if callable(terminate) and callable(initialize):
+        try:
+            terminate()
+            initialize()
+        except sd.PortAudioError as err:
+            raise DeviceError(f"PortAudio could not look for audio devices again ({err}).") from None
+
+
 def list_input_devices() -> list[InputDevice]:
     """Every device that can record, in PortAudio's order."""
     sd = sounddevice_module()

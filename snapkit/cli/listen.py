@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from snapkit.audio.sources import MicrophoneSource
+from snapkit.audio.sources import MicrophoneSource, ReconnectingMicrophone
 from snapkit.cli.options import (
     DeviceOption,
     HopOption,
@@ -30,7 +30,8 @@ from snapkit.cli.ui import DetectorMode, ModeOption, console, level_bar
 from snapkit.detection.live import LiveStatus, LiveSummary, run_live
 from snapkit.detection.notify import DEFAULT_COOLDOWN_S, ExecNotifier, Notifier, WebhookNotifier
 from snapkit.detection.outputs import FORMATS_TEXT
-from snapkit.detection.sinks import ClipSaver, EventLog, EventPrinter, Sink
+from snapkit.detection.sinks import ClipSaver, EventLog, EventPrinter, Sink, print_warning
+from snapkit.detection.textlog import DEFAULT_LOG_MAX_MB, close_log_file, logger, open_log_file
 
 if TYPE_CHECKING:
     from snapkit.detection.detector import Detector
@@ -46,6 +47,17 @@ MODEL_HELP = "A trained model bundle (runs/NAME/model.snapkit)."
 EventsOption = Annotated[Path | None, typer.Option("--events", help=EVENTS_HELP)]
 SaveClipsOption = Annotated[
     Path | None, typer.Option("--save-clips", help="Save each event's audio as a WAV file into this folder.")
+]
+LogOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--log",
+        help="Also write what listen prints (settings, events, warnings, the device going and coming back) to this "
+        "file, with the time; it rotates by size (see --log-max-mb), keeping 3 old ones as FILE.1 ... FILE.3.",
+    ),
+]
+LogMaxOption = Annotated[
+    float, typer.Option("--log-max-mb", help="Size in megabytes at which the --log file is rotated.")
 ]
 
 
@@ -97,11 +109,15 @@ def listen(
         int,
         typer.Option("--threads", min=1, help="CPU threads for the model (raise it if a large model falls behind)."),
     ] = 1,
+    log: LogOption = None,
+    log_max_mb: LogMaxOption = DEFAULT_LOG_MAX_MB,
 ) -> None:
     """Listen to the microphone and report each detected sound with its time; Ctrl-C stops.
 
     Events can also be logged to a file, saved as clips, and sent to a webhook or a command. When stdout is not a
-    terminal, one plain line is printed per finished event instead of the live view.
+    terminal, one plain line is printed per finished event instead of the live view. If the microphone goes away
+    (unplugged, sound server restarted), listen says so, keeps its outputs open and tries again, waiting 1, 2, 5,
+    10, 30, then 60 s between tries, until it is back.
     """
     import torch
 
@@ -119,6 +135,9 @@ def listen(
         # the stack closes whatever was opened if a later check fails.
         sinks: list[Sink] = []
         notifiers: list[Notifier] = []
+        if log is not None:
+            stack.callback(close_log_file, open_log_file(log, log_max_mb))
+            sinks.append(EventPrinter(write=logger().info))
         if events is not None:
             sinks.append(_closing(stack, EventLog(events)))
         if notify is not None:
@@ -127,7 +146,7 @@ def listen(
             notifiers.append(_closing(stack, ExecNotifier(exec_command, cooldown_s=cooldown)))
         # Resolving the device opens nothing yet: the stream starts only once the detector is ready, so stream
         # second 0 is the moment listening really begins.
-        mic = MicrophoneSource(device=device, sample_rate_hz=samplerate)
+        mic = ReconnectingMicrophone(device, samplerate, log=print_warning, open_mic=MicrophoneSource)
         detector = Detector(bundle, settings, sample_rate_hz=mic.sample_rate_hz)
         saver = None
         if save_clips is not None:
@@ -158,7 +177,7 @@ def listen(
             summary = run_live(
                 detector, mic, sinks, notifiers, clip_saver=saver, duration_s=duration, wall_time=wall_time
             )
-    _print_summary(summary, events, save_clips)
+        _print_summary(summary, events, save_clips)  # inside: the --log file gets it too
 
 
 def _closing(stack: contextlib.ExitStack, thing: Any) -> Any:
@@ -171,7 +190,7 @@ def _print_settings(
     detector: Detector,
     thresholds: dict[str, tuple[float, float]],
     thresholds_why: str,
-    mic: MicrophoneSource,
+    mic: ReconnectingMicrophone,
     threads: int,
     events: Path | None,
     save_clips: Path | None,
@@ -194,6 +213,7 @@ def _print_settings(
     lines.append("Ctrl-C stops; the event in progress is closed and written.")
     for line in lines:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
+        logger().info(line)
 
 
 def _probability_bar(probability: float, on_threshold: float, width: int = PROBABILITY_BAR_WIDTH) -> Text:
@@ -220,8 +240,8 @@ def _render(status: LiveStatus, thresholds: dict[str, tuple[float, float]]) -> G
         recent.add_row(when, Text(event.label, style="bold"), length, f"peak {event.peak_score:.2f}")
     footer = Text(
         f"events {status.events}   clips {status.clips_saved}   overflows {status.overflows}   "
-        f"dropped blocks {status.dropped}",
-        style="yellow" if status.overflows or status.dropped else "grey50",
+        f"dropped blocks {status.dropped}" + (f"   lost {status.lost_s:.1f} s" if status.lost_s else ""),
+        style="yellow" if status.overflows or status.dropped or status.lost_s else "grey50",
     )
     for stats in status.notifiers:
         trouble = stats.failed or stats.dropped
@@ -246,23 +266,28 @@ def _print_summary(summary: LiveSummary, events: Path | None, save_clips: Path |
         text += f", {summary.clips_saved} clip(s) in {save_clips}/"
     if events is not None:
         text += f", logged to {events}"
-    console.print(text + ".", highlight=False, markup=False, soft_wrap=True)
-    trouble = summary.overflows or summary.dropped
-    console.print(
-        f"Input overflows: {summary.overflows}, dropped blocks: {summary.dropped}"
-        + ("; events in those gaps may be missed." if trouble else "."),
-        style="yellow" if trouble else None,
-        highlight=False,
-    )
+    _say(text + ".")
+    trouble = summary.overflows or summary.dropped or summary.lost_s
+    input_line = f"Input overflows: {summary.overflows}, dropped blocks: {summary.dropped}"
+    if summary.lost_s:
+        input_line += f", {summary.lost_s:.2f} s of input lost (event times after it are kept true)"
+    if summary.reconnects:
+        input_line += f", the device came back {summary.reconnects} time(s)"
+    _say(input_line + ("; events in those gaps may be missed." if trouble else "."), "yellow" if trouble else None)
     for stats in summary.notifiers:
-        console.print(
+        _say(
             f"{stats.name}: {stats.sent} sent, {stats.failed} failed, {stats.dropped} dropped (queue full), "
             f"{stats.suppressed} within the cooldown.",
-            style="yellow" if stats.failed or stats.dropped else None,
-            highlight=False,
+            "yellow" if stats.failed or stats.dropped else None,
         )
     if summary.sink_failures:
-        console.print(f"{summary.sink_failures} log or clip write(s) failed; see the warnings above.", style="yellow")
+        _say(f"{summary.sink_failures} log or clip write(s) failed; see the warnings above.", "yellow")
+
+
+def _say(line: str, style: str | None = None) -> None:
+    """A line for the user, and for the --log file when there is one."""
+    console.print(line, style=style, highlight=False, markup=False, soft_wrap=True)
+    logger().info(line)
 
 
 def register(app: typer.Typer) -> None:

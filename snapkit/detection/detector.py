@@ -162,11 +162,17 @@ class Detector:
 
     def reset(self) -> None:
         """Forget everything: the next ``push`` starts a new stream at time 0."""
+        self._restart(offset_s=0.0, first_event_id=1)
+
+    def _restart(self, *, offset_s: float, first_event_id: int) -> None:
+        """A fresh stream whose sample 0 lies ``offset_s`` into the stream the caller counts."""
+        self._offset_s = offset_s
+        self._pushed_n = 0  # input samples (at sample_rate_hz) pushed since the restart
         self._resampler = StreamResampler(self.sample_rate_hz, self.model_rate_hz)
         self.buffer.reset()
         self.scorer.reset()
         self.timeline_cells.reset()
-        self.tracker.reset()
+        self.tracker.reset(first_event_id)
         self._onsets_s: dict[int, float] = {}  # refined onset of each reported, still open event, by event id
         self._flushed = False
 
@@ -192,8 +198,8 @@ class Detector:
 
     @property
     def position_s(self) -> float:
-        """Seconds of audio pushed so far."""
-        return self.buffer.end / self.model_rate_hz
+        """Seconds of stream so far: audio pushed, and gaps passed to ``skip``."""
+        return self._offset_s + self.buffer.end / self.model_rate_hz
 
     @property
     def latest_probabilities(self) -> dict[str, float]:
@@ -204,7 +210,22 @@ class Detector:
         """Feed ``chunk`` (mono float32 ``[samples]`` at ``sample_rate_hz``); returns the updates it completed."""
         if self._flushed:
             raise RuntimeError("push() after flush(): call reset() to start a new stream")
-        return self._ingest(self._resampler(np.asarray(chunk, dtype=np.float32).reshape(-1)))
+        samples = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        self._pushed_n += len(samples)
+        return self._ingest(self._resampler(samples))
+
+    def skip(self, samples: int) -> list[EventUpdate]:
+        """The input lost ``samples`` (at ``sample_rate_hz``) just before the next chunk (a device that went away,
+        a long dropout): events still open end at the last sample heard, and the stream goes on after the gap as a
+        fresh one whose times still count from the first sample, so onsets after it are not early by the lost time.
+        Event ids go on from where they were. Short losses are better filled with silence and pushed, which keeps
+        the model's context; this is for gaps too long to be worth running the model over. Returns the updates."""
+        if samples < 0:
+            raise ValueError(f"skip() takes a number of samples >= 0, not {samples}")
+        updates = self.flush()
+        offset_s = self._offset_s + (self._pushed_n + samples) / self.sample_rate_hz
+        self._restart(offset_s=offset_s, first_event_id=self.tracker.next_event_id)
+        return updates
 
     def flush(self) -> list[EventUpdate]:
         """End of stream: score the tail, decide every remaining moment and close open events."""
@@ -245,20 +266,22 @@ class Detector:
     def _report(self, edges: list[TrackEdge], audio_end: int) -> list[EventUpdate]:
         """Turn the tracker's edges into updates, their times refined on the audio before ``audio_end``."""
         reported_at_s = audio_end / self.model_rate_hz
+        shift_s = self._offset_s  # stream seconds before this (re)start; 0 unless skip() was called
         updates = []
         for edge in edges:
             label = self.labels[edge.class_index]
             if edge.kind == "start":
                 onset_s = self._refine(edge.class_index, self._cell_time(edge.onset_cell), True, audio_end)
                 self._onsets_s[edge.event_id] = onset_s
-                event = Event(label, round(onset_s, 4), None, round(edge.peak, 4), round(edge.mean, 4))
+                event = Event(label, round(shift_s + onset_s, 4), None, round(edge.peak, 4), round(edge.mean, 4))
             else:
                 assert edge.end_cell is not None
                 onset_s = self._onsets_s.pop(edge.event_id)
                 offset_s = self._refine(edge.class_index, self._cell_time(edge.end_cell), False, audio_end)
                 offset_s = min(max(offset_s, onset_s + self.settings.grid_s), reported_at_s)
+                onset_s, offset_s = shift_s + onset_s, shift_s + offset_s
                 event = Event(label, round(onset_s, 4), round(offset_s, 4), round(edge.peak, 4), round(edge.mean, 4))
-            updates.append(EventUpdate(edge.kind, edge.event_id, event, reported_at_s=reported_at_s))
+            updates.append(EventUpdate(edge.kind, edge.event_id, event, reported_at_s=shift_s + reported_at_s))
         return updates
 
     def _cell_time(self, cell: int) -> float:

@@ -14,6 +14,12 @@ Three kinds of threads, each with one job, so nothing slow ever sits in front of
 * the **main thread** (the caller of ``run_live``) only renders the status every ``status_interval_s`` and turns
   Ctrl-C into a clean stop.
 
+Audio the input lost (a PortAudio overrun, a full queue, a device that went away: ``Block.lost_before_n``) still
+moves the stream's clock, so onsets after it are not early by the lost time: a short loss (up to
+``FILL_LOST_MAX_S``) is filled with silence and pushed like audio, which keeps the model's context and an event
+going on across it; a longer one closes open events and restarts the detector after the gap (``Detector.skip``),
+rather than running the model over silence. The clip saver's stream moves on by the same amount.
+
 On Ctrl-C, ``stop_event``, the end of ``duration_s`` or of the source, the detector is flushed (an open event is
 closed and its "end" written), the threads are joined, the source is closed, then the sinks and notifiers.
 Every wait is a blocking queue get or event wait with a timeout; nothing spins.
@@ -32,6 +38,7 @@ from typing import Protocol
 import numpy as np
 
 from snapkit.audio.levels import FLOOR_DBFS, peak_dbfs
+from snapkit.audio.sources import Block, timed_blocks
 from snapkit.detection.events import EventUpdate, wall_clock
 from snapkit.detection.notify import Notification, Notifier, NotifierStats
 from snapkit.detection.sinks import ClipSaver, Sink, print_warning
@@ -40,6 +47,8 @@ DEFAULT_STATUS_INTERVAL_S = 0.1
 DEFAULT_RECENT_EVENTS = 8
 # How often the sink thread wakes to check that the inference thread is still alive (seconds).
 _SINK_POLL_S = 0.5
+# Lost input up to this long is filled with silence and pushed; a longer loss restarts the detector after it (s).
+FILL_LOST_MAX_S = 2.0
 
 
 class DetectorLike(Protocol):
@@ -52,13 +61,16 @@ class DetectorLike(Protocol):
 
     def flush(self) -> list[EventUpdate]: ...
 
+    def skip(self, samples: int) -> list[EventUpdate]: ...
+
     @property
     def latest_probabilities(self) -> dict[str, float]: ...
 
 
 class SourceLike(Protocol):
-    """A started audio source: ``MicrophoneSource``, or ``ArraySource``/``FileSource`` in tests. ``overflows`` and
-    ``dropped`` are read when present."""
+    """A started audio source: ``MicrophoneSource``/``ReconnectingMicrophone``, or ``ArraySource``/``FileSource`` in
+    tests. ``timed_blocks()`` is used when present (see ``snapkit.audio.sources.timed_blocks``); ``overflows``,
+    ``dropped``, ``lost_s`` and ``reconnects`` are read and ``interrupt()`` is called on shutdown when present."""
 
     sample_rate_hz: int
 
@@ -100,12 +112,16 @@ class LiveStatus:
     sink_failures: int
     clips_saved: int
     running: bool
+    lost_s: float = 0.0
+    reconnects: int = 0
 
 
 @dataclass(frozen=True)
 class LiveSummary:
     """How a listening session went. ``seconds`` is stream audio consumed; ``events`` counts finished events;
-    ``interrupted`` is True when Ctrl-C or ``stop_event`` ended it (not the duration or the end of the source)."""
+    ``interrupted`` is True when Ctrl-C or ``stop_event`` ended it (not the duration or the end of the source);
+    ``lost_s`` the stream time the input lost (counted in ``seconds``), ``reconnects`` how often the device came back.
+    """
 
     events: int
     seconds: float
@@ -115,6 +131,8 @@ class LiveSummary:
     clips_saved: int = 0
     sink_failures: int = 0
     notifiers: tuple[NotifierStats, ...] = field(default_factory=tuple)
+    lost_s: float = 0.0
+    reconnects: int = 0
 
     @property
     def notification_failures(self) -> int:
@@ -123,10 +141,12 @@ class LiveSummary:
 
 @dataclass(frozen=True)
 class _Tick:
-    """What the inference thread hands the sink thread: a block (None after the flush) and its updates."""
+    """What the inference thread hands the sink thread: a block (None after the flush) and its updates;
+    ``skipped_n`` stream samples lost before them that the detector skipped (not filled with silence)."""
 
     block: np.ndarray | None
     updates: tuple[EventUpdate, ...]
+    skipped_n: int = 0
 
 
 _STOP = object()
@@ -218,6 +238,7 @@ class _LiveRun:
         self.sink_queue: queue.Queue[object] = queue.Queue()
         # Written by the inference thread before it signals inference_done; read by the main thread after joining.
         self.consumed_samples = 0
+        self.lost_samples = 0
         self.stopped_on_request = False  # by stop_event or Ctrl-C, rather than the duration or the source's end
         self.error: BaseException | None = None
         self._dispatch_failures = 0
@@ -236,6 +257,10 @@ class _LiveRun:
             self._inference.start()
             self._dispatcher.start()
             while not self.inference_done.wait(self.status_interval_s):
+                if self.external_stop is not None and self.external_stop.is_set():
+                    # Also seen here, not only between blocks: a source waiting for its device delivers none.
+                    self.stopped_on_request = True
+                    break
                 if self.on_status is not None:
                     self.on_status(self.snapshot(running=True))
         except KeyboardInterrupt:
@@ -256,10 +281,15 @@ class _LiveRun:
             clips_saved=self._clips_saved(),
             sink_failures=self._sink_failures(),
             notifiers=tuple(notifier.stats() for notifier in self.notifiers),
+            lost_s=self.lost_samples / self.rate_hz,
+            reconnects=int(getattr(self.source, "reconnects", 0)),
         )
 
     def _shutdown(self) -> None:
         self.stop.set()
+        interrupt = getattr(self.source, "interrupt", None)
+        if callable(interrupt):  # a source waiting for its device to come back stops waiting
+            interrupt()
         # The inference thread stops at the next block (a live source delivers one every few tens of ms, and gives
         # up after its own timeout when the device is gone), flushes the detector and tells the sink thread to end.
         if self._inference.ident is not None:  # not started if Ctrl-C came first
@@ -296,6 +326,8 @@ class _LiveRun:
             sink_failures=self._sink_failures(),
             clips_saved=self._clips_saved(),
             running=running,
+            lost_s=self.lost_samples / self.rate_hz,
+            reconnects=int(getattr(self.source, "reconnects", 0)),
         )
 
     # ------------------------------------------------------------------ inference thread
@@ -304,19 +336,14 @@ class _LiveRun:
         return self.stop.is_set() or (self.external_stop is not None and self.external_stop.is_set())
 
     def _infer(self) -> None:
-        blocks = self.source.blocks()
+        blocks = timed_blocks(self.source)
         try:
             if self.max_samples != 0:
-                for raw in blocks:
+                for item in blocks:
                     if self._stop_requested():
                         self.stopped_on_request = True
                         break
-                    block = np.asarray(raw, dtype=np.float32).reshape(-1)
-                    if self.max_samples is not None:
-                        # duration_s counts stream audio: the last block is cut so exactly that much is consumed.
-                        block = block[: self.max_samples - self.consumed_samples]
-                    if len(block):
-                        self._push(block)
+                    self._take(item)
                     if self.max_samples is not None and self.consumed_samples >= self.max_samples:
                         break
         except Exception as err:  # handed to the main thread, which re-raises it after cleaning up
@@ -333,6 +360,30 @@ class _LiveRun:
                 self.error = self.error or err
             self.sink_queue.put(_STOP)
             self.inference_done.set()
+
+    def _take(self, item: Block) -> None:
+        """One block from the source, after the stream time lost before it."""
+        lost = self._within_duration(int(item.lost_before_n))
+        if lost:
+            self.lost_samples += lost
+            if lost <= FILL_LOST_MAX_S * self.rate_hz:
+                self._push(np.zeros(lost, np.float32))
+            else:
+                updates = self.detector.skip(lost)
+                self.consumed_samples += lost
+                self.board.on_updates(updates)
+                self.sink_queue.put(_Tick(None, tuple(updates), skipped_n=lost))
+        block = np.asarray(item.samples, dtype=np.float32).reshape(-1)
+        block = block[: self._within_duration(len(block))]
+        if len(block):
+            self._push(block)
+
+    def _within_duration(self, samples: int) -> int:
+        """How many of the next ``samples`` stream samples fit before ``duration_s`` (which counts stream time:
+        the last block is cut so exactly that much is consumed)."""
+        if self.max_samples is None:
+            return samples
+        return max(0, min(samples, self.max_samples - self.consumed_samples))
 
     def _push(self, block: np.ndarray) -> None:
         updates = self.detector.push(block)
@@ -368,6 +419,8 @@ class _LiveRun:
             print_warning(f"an event could not be passed to the outputs: {type(err).__name__}: {err}")
 
     def _handle_tick(self, tick: _Tick, awaiting_clip: dict[int, EventUpdate]) -> None:
+        if tick.skipped_n and self.saver is not None:
+            self.saver.skip(tick.skipped_n)
         if tick.block is not None and self.saver is not None:
             self.saver.feed(tick.block)
         for update in tick.updates:

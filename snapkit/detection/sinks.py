@@ -11,6 +11,7 @@ so a slow disk delays the log, not detection.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,7 +69,9 @@ def _warning_console() -> Any:
 
 
 def print_warning(message: str) -> None:
-    """The default way sinks and notifiers report a failure: one yellow line on stderr."""
+    """The default way sinks and notifiers report a failure: one yellow line on stderr, and a warning of the
+    ``snapkit`` logger (which ``listen --log`` writes to its file)."""
+    logging.getLogger("snapkit").warning(message)
     _warning_console().print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True, markup=True)
 
 
@@ -190,6 +193,15 @@ class _SampleRing:
         self._buffer[: len(tail) - first] = tail[first:]
         self.total += len(block)
 
+    def skip(self, samples: int) -> None:
+        """The stream moved on ``samples`` with no audio (lost input): they read as silence."""
+        size = len(self._buffer)
+        if samples >= size:
+            self._buffer[:] = 0.0
+            self.total += samples
+        elif samples > 0:
+            self.write(np.zeros(samples, np.float32))
+
     def read(self, start: int, end: int) -> np.ndarray:
         """Samples ``[start, end)`` clamped to what is held -> ``[samples]`` (a copy)."""
         start, end = max(start, self.oldest), min(end, self.total)
@@ -289,6 +301,14 @@ class ClipSaver(Sink):
         """Append the next stream block ``[samples]`` and complete the saves whose post-roll it brings."""
         try:
             self._ring.write(np.asarray(block, dtype=np.float32).reshape(-1))
+            self._complete(final=False)
+        except Exception as err:  # a sink never raises into the runner
+            self._fail(f"clip saver could not take audio: {err}")
+
+    def skip(self, samples: int) -> None:
+        """The stream moved on ``samples`` with no audio (the input lost them); saves they complete are made."""
+        try:
+            self._ring.skip(samples)
             self._complete(final=False)
         except Exception as err:  # a sink never raises into the runner
             self._fail(f"clip saver could not take audio: {err}")

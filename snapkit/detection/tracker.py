@@ -78,11 +78,16 @@ class EventTracker:
     def classes(self) -> int:
         return len(self.on)
 
-    def reset(self) -> None:
-        """Forget every open event; event ids start again at 1 and the next pushed row is cell 0."""
+    def reset(self, first_event_id: int = 1) -> None:
+        """Forget every open event; event ids start again at ``first_event_id`` and the next pushed row is cell 0."""
         self._tracks: dict[int, _Track] = {}
-        self._next_id = 1
+        self._next_id = first_event_id
         self._next_cell = 0
+
+    @property
+    def next_event_id(self) -> int:
+        """The id the next event will get."""
+        return self._next_id
 
     @property
     def next_cell(self) -> int:
