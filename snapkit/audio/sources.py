@@ -401,6 +401,7 @@ class ReconnectingMicrophone:
                     yield Block(block.samples, lost)
                     if self._stopping.is_set():
                         return
+                return  # the stream ended by itself (a test's fake): nothing to come back from
             except DeviceError as err:
                 if self._stopping.is_set():
                     return
