@@ -40,15 +40,9 @@ class VirtualMic:
         return subprocess.Popen(["paplay", "--device=virt", str(wav)], env=self.env)
 
 
-@pytest.fixture(scope="session")
-def virtual_mic() -> Iterator[VirtualMic]:
-    for tool in ("pulseaudio", "pactl", "paplay"):
-        if shutil.which(tool) is None:
-            skip_or_fail(f"{tool} is not installed (apt install pulseaudio pulseaudio-utils)")
-    runtime = tempfile.mkdtemp(prefix="snapkit-pulse-")
-    os.chmod(runtime, 0o700)
-    env = {**os.environ, "XDG_RUNTIME_DIR": runtime}
-    env.pop("PULSE_SERVER", None)
+def start_pulseaudio(env: dict[str, str], timeout_s: float = 10.0) -> bool:
+    """Start the null-sink PulseAudio server of ``env``'s runtime folder (again, after a test killed it); True once
+    it answers, with the sink's monitor as the default input."""
     subprocess.run(
         [
             "pulseaudio",
@@ -64,12 +58,26 @@ def virtual_mic() -> Iterator[VirtualMic]:
         check=False,
         capture_output=True,
     )
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + timeout_s
     while subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode != 0:
         if time.monotonic() > deadline:
-            skip_or_fail("the PulseAudio null-sink server did not start")
+            return False
         time.sleep(0.1)
     subprocess.run(["pactl", "set-default-source", "virt.monitor"], env=env, check=False, capture_output=True)
+    return True
+
+
+@pytest.fixture(scope="session")
+def virtual_mic() -> Iterator[VirtualMic]:
+    for tool in ("pulseaudio", "pactl", "paplay"):
+        if shutil.which(tool) is None:
+            skip_or_fail(f"{tool} is not installed (apt install pulseaudio pulseaudio-utils)")
+    runtime = tempfile.mkdtemp(prefix="snapkit-pulse-")
+    os.chmod(runtime, 0o700)
+    env = {**os.environ, "XDG_RUNTIME_DIR": runtime}
+    env.pop("PULSE_SERVER", None)
+    if not start_pulseaudio(env):
+        skip_or_fail("the PulseAudio null-sink server did not start")
     try:
         yield VirtualMic(env=env)
     finally:

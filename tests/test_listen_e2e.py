@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from snapkit.eval.synth import make_stream
-from tests.conftest import DETECTOR_CLASSES, VirtualMic
+from tests.conftest import DETECTOR_CLASSES, VirtualMic, start_pulseaudio
 
 pytestmark = pytest.mark.e2e
 RATE = 16_000
@@ -97,3 +99,68 @@ def test_listen_hears_planted_events_in_order_and_on_time(
     saved = sorted(clips.glob("*.wav"))
     assert len(saved) == len(ends)
     assert all(sf.info(p).duration > 1.0 for p in saved)  # event + 1 s pre-roll + 1 s post-roll
+
+
+def test_listen_comes_back_after_the_sound_server_is_killed_and_restarted(
+    virtual_mic: VirtualMic, detector_bundle_path: Path, tmp_path: Path
+) -> None:
+    """Issue 13, item 5: PulseAudio dies mid-run; listen says so in its log, keeps its outputs open, reopens the
+    device when the server is back, and hears what is played afterwards at the true wall-clock time."""
+    audio, truth = make_stream(22, duration_s=12.0, classes=DETECTOR_CLASSES, events_per_minute=15, snr_db=(15, 20))
+    assert len(truth) >= 2
+    audio[-RATE:] *= np.linspace(1.0, 0.0, RATE)
+    wav = tmp_path / "stream.wav"
+    sf.write(wav, audio, RATE, subtype="FLOAT")
+    events, log = tmp_path / "events.jsonl", tmp_path / "listen.log"
+    command = [sys.executable, "-m", "snapkit", "listen", str(detector_bundle_path), "--device", "pulse",
+               "--sample-rate-hz", str(RATE), "--events", str(events), "--log", str(log)]  # fmt: skip
+    proc = subprocess.Popen(
+        command,
+        env={**virtual_mic.env, "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert _wait_for(lambda: log.exists() and "The input is live since" in log.read_text(), 60), _output(proc)
+        time.sleep(1.0)
+        subprocess.run(["pulseaudio", "--kill"], env=virtual_mic.env, check=False, capture_output=True)
+        assert _wait_for(lambda: "went away" in log.read_text() or "stopped delivering" in log.read_text(), 15)
+        time.sleep(1.0)  # away for a while: the clock must account for it
+        assert start_pulseaudio(virtual_mic.env), "the PulseAudio server did not come back"
+        assert _wait_for(lambda: "is back after" in log.read_text(), 60), log.read_text()
+        time.sleep(1.0)
+        played_at = time.time()
+        virtual_mic.play(wav).wait(timeout=60)
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out + err
+    text = log.read_text()
+    assert "Listening again" not in text and "listening again" in text and "Stopped after" in text
+    assert "device came back 1 time(s)" in text, text
+    ends = [json.loads(line) for line in events.read_text().splitlines() if '"end"' in line]
+    heard = [(r["label"], datetime.fromisoformat(r["onset_time"]).timestamp() - played_at) for r in ends]
+    nearest = [min((t - e.onset_s for e in truth if e.label == label), key=abs, default=np.inf) for label, t in heard]
+    # Heard at the true time (PulseAudio and paplay add under a second), not early by the time the server was away.
+    on_time = [d for d in nearest if 0.0 <= d < 1.0]
+    assert len(on_time) >= len(truth) - 1 and len(on_time) >= 1, (heard, truth)
+
+
+def _wait_for(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _output(proc: subprocess.Popen[str]) -> str:
+    if proc.poll() is None:
+        proc.kill()
+    out, err = proc.communicate(timeout=10)
+    return out + err

@@ -194,7 +194,10 @@ class MicrophoneSource:
         self._stream = None
         self._first_block_wall_s: float | None = None
         self._first_block = threading.Event()
-        self._clock = InputClock(self.sample_rate_hz, tolerance_n=self.block_samples)
+        # PulseAudio's stamps were seen 0.1 s off while a stream starts: losses shorter than that are not counted.
+        self._clock = InputClock(
+            self.sample_rate_hz, tolerance_n=max(2 * self.block_samples, self.sample_rate_hz // 10)
+        )
         self._lost_pending_n = 0  # lost before a block that could not be queued either: carried to the next one
         self.lost_n = 0
 

@@ -160,6 +160,7 @@ def listen(
         stack.enter_context(mic)
         # Stream second 0 is when the first sample was captured, not when the device was asked to start.
         wall_time = datetime.fromtimestamp(mic.first_sample_wall_time_s()).astimezone()
+        logger().info(f"The input is live since {wall_time.isoformat(timespec='milliseconds')}.")
         if interactive:
             with Live(console=console, auto_refresh=False, transient=True) as live:
                 # The main thread draws; rich's own refresh thread is off so no widget is touched from elsewhere.
