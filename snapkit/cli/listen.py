@@ -28,9 +28,11 @@ from snapkit.cli.options import (
 )
 from snapkit.cli.ui import DetectorMode, ModeOption, console, level_bar
 from snapkit.detection.live import LiveStatus, LiveSummary, run_live
+from snapkit.detection.mqtt import PASSWORD_ENV, MqttNotifier, mqtt_model_name, parse_mqtt_url
 from snapkit.detection.notify import DEFAULT_COOLDOWN_S, ExecNotifier, Notifier, WebhookNotifier
 from snapkit.detection.outputs import FORMATS_TEXT
 from snapkit.detection.sinks import ClipSaver, EventLog, EventPrinter, Sink
+from snapkit.errors import SnapkitError
 
 if TYPE_CHECKING:
     from snapkit.detection.detector import Detector
@@ -46,6 +48,25 @@ MODEL_HELP = "A trained model bundle (runs/NAME/model.snapkit)."
 EventsOption = Annotated[Path | None, typer.Option("--events", help=EVENTS_HELP)]
 SaveClipsOption = Annotated[
     Path | None, typer.Option("--save-clips", help="Save each event's audio as a WAV file into this folder.")
+]
+MqttOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mqtt",
+        metavar="URL",
+        # "\\[": help is rich markup, where "[user@]" would read as a style tag and vanish.
+        help="Publish each event's start and end, each class's ON/OFF and Home Assistant discovery to this MQTT "
+        f"broker: mqtt://\\[user@]host\\[:port]/prefix (mqtts:// for TLS). The password is best given in "
+        f"{PASSWORD_ENV}.",
+    ),
+]
+MqttDeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mqtt-device",
+        metavar="NAME",
+        help="This listener's name in the MQTT topics and in Home Assistant (default: the machine's host name).",
+    ),
 ]
 
 
@@ -75,6 +96,8 @@ def listen(
             "... set in its environment (no shell).",
         ),
     ] = None,
+    mqtt: MqttOption = None,
+    mqtt_device: MqttDeviceOption = None,
     cooldown: Annotated[
         float,
         typer.Option(
@@ -100,9 +123,13 @@ def listen(
 ) -> None:
     """Listen to the microphone and report each detected sound with its time; Ctrl-C stops.
 
-    Events can also be logged to a file, saved as clips, and sent to a webhook or a command. When stdout is not a
-    terminal, one plain line is printed per finished event instead of the live view.
+    Events can also be logged to a file, saved as clips, and sent to a webhook, a command or an MQTT broker (Home
+    Assistant). When stdout is not a terminal, one plain line is printed per finished event instead of the live view.
     """
+    # Checked before the model loads: a mistyped URL should not cost the wait for torch.
+    mqtt_settings = None if mqtt is None else parse_mqtt_url(mqtt, mqtt_device)
+    if mqtt is None and mqtt_device is not None:
+        raise SnapkitError("--mqtt-device names this listener for --mqtt; give --mqtt URL as well.")
     import torch
 
     from snapkit.detection.detector import Detector
@@ -129,6 +156,11 @@ def listen(
         # second 0 is the moment listening really begins.
         mic = MicrophoneSource(device=device, sample_rate_hz=samplerate)
         detector = Detector(bundle, settings, sample_rate_hz=mic.sample_rate_hz)
+        if mqtt_settings is not None:
+            publisher = MqttNotifier(mqtt_settings, detector.labels, model_name=mqtt_model_name(model))
+            notifiers.append(_closing(stack, publisher))
+            # Connected now, before the microphone opens: refused credentials stop here, an absent broker warns.
+            publisher.start()
         saver = None
         if save_clips is not None:
             saver = _closing(stack, ClipSaver(save_clips, pre_roll, post_roll, sample_rate_hz=mic.sample_rate_hz))
@@ -187,10 +219,7 @@ def _print_settings(
         lines.append(f"Events are appended to {events}.")
     if save_clips is not None:
         lines.append(f"Clips are saved into {save_clips}/.")
-    for notifier in notifiers:
-        lines.append(
-            f"Notify ({notifier.name}) {notifier.target} on each finished event, {notifier.cooldown_s:g} s cooldown."
-        )
+    lines += [notifier.describe() for notifier in notifiers]
     lines.append("Ctrl-C stops; the event in progress is closed and written.")
     for line in lines:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
