@@ -172,6 +172,39 @@ def test_cli_installs_a_user_unit_and_says_how_to_start_it(model_file: Path, tmp
     assert _install(*args, "--force", config=config).exit_code == 0
 
 
+def test_cli_passes_mqtt_through_and_the_password_is_read_from_an_environment_file(
+    model_file: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "cfg"
+    url = "mqtts://ha@homeassistant.local/snapkit"
+    args = [str(model_file), "--user", "--name", "garage", "--mqtt", url, "--mqtt-device", "garage-pi"]
+    result = _install(*args, config=config)
+    assert result.exit_code == 0, result.output
+    unit = (config / "systemd" / "user" / "garage.service").read_text()
+    assert _exec_start(unit)[-4:] == ["--mqtt", url, "--mqtt-device", "garage-pi"]
+    env_file = config / "snapkit" / "garage.env"
+    assert f"EnvironmentFile=-{env_file}" in unit.splitlines()
+    text = " ".join(result.output.split())
+    assert f"put SNAPKIT_MQTT_PASSWORD=... into {env_file} (chmod 600)" in text
+    # Without a user there is no password to read: no environment file.
+    result = _install(str(model_file), "--user", "--mqtt", "mqtt://broker/snapkit", "--dry-run", config=config)
+    assert result.exit_code == 0, result.output
+    assert "--mqtt mqtt://broker/snapkit" in result.output and "EnvironmentFile" not in result.output
+
+
+def test_a_password_in_the_mqtt_url_never_goes_into_a_unit(model_file: Path, tmp_path: Path) -> None:
+    url = "mqtt://ha:pw-in-url@broker/snapkit"
+    result = _install(str(model_file), "--user", "--name", "garage", "--mqtt", url, config=tmp_path)
+    assert isinstance(result.exception, SnapkitError)
+    message = str(result.exception)
+    assert message.startswith("--mqtt mqtt://ha:***@broker:1883/snapkit holds a password")
+    assert "pw-in-url" not in message
+    assert f"put SNAPKIT_MQTT_PASSWORD=... into {tmp_path / 'snapkit' / 'garage.env'} (chmod 600)" in message
+    assert not (tmp_path / "systemd").exists()
+    bad_device = _install(str(model_file), "--user", "--mqtt", "mqtt://b/s", "--mqtt-device", "a b", config=tmp_path)
+    assert isinstance(bad_device.exception, SnapkitError) and "--mqtt-device 'a b'" in str(bad_device.exception)
+
+
 def test_listens_own_checks_refuse_a_bad_threshold_before_anything_is_written(model_file: Path, tmp_path: Path) -> None:
     result = _install(str(model_file), "--user", "--threshold", "cat=0.5", config=tmp_path)
     assert result.exit_code == 2 and "no class 'cat'" in result.output

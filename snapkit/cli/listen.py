@@ -28,10 +28,12 @@ from snapkit.cli.options import (
 )
 from snapkit.cli.ui import DetectorMode, ModeOption, console, level_bar
 from snapkit.detection.live import LiveStatus, LiveSummary, run_live
+from snapkit.detection.mqtt import PASSWORD_ENV, MqttNotifier, mqtt_model_name, parse_mqtt_url
 from snapkit.detection.notify import DEFAULT_COOLDOWN_S, ExecNotifier, Notifier, WebhookNotifier
 from snapkit.detection.outputs import FORMATS_TEXT
 from snapkit.detection.sinks import ClipSaver, EventLog, EventPrinter, Sink, print_warning
 from snapkit.detection.textlog import DEFAULT_LOG_MAX_MB, close_log_file, logger, open_log_file
+from snapkit.errors import SnapkitError
 
 if TYPE_CHECKING:
     from snapkit.detection.detector import Detector
@@ -58,6 +60,25 @@ LogOption = Annotated[
 ]
 LogMaxOption = Annotated[
     float, typer.Option("--log-max-mb", help="Size in megabytes at which the --log file is rotated.")
+]
+MqttOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mqtt",
+        metavar="URL",
+        # "\\[": help is rich markup, where "[user@]" would read as a style tag and vanish.
+        help="Publish each event's start and end, each class's ON/OFF and Home Assistant discovery to this MQTT "
+        f"broker: mqtt://\\[user@]host\\[:port]/prefix (mqtts:// for TLS). The password is best given in "
+        f"{PASSWORD_ENV}.",
+    ),
+]
+MqttDeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mqtt-device",
+        metavar="NAME",
+        help="This listener's name in the MQTT topics and in Home Assistant (default: the machine's host name).",
+    ),
 ]
 
 
@@ -87,6 +108,8 @@ def listen(
             "... set in its environment (no shell).",
         ),
     ] = None,
+    mqtt: MqttOption = None,
+    mqtt_device: MqttDeviceOption = None,
     cooldown: Annotated[
         float,
         typer.Option(
@@ -114,11 +137,15 @@ def listen(
 ) -> None:
     """Listen to the microphone and report each detected sound with its time; Ctrl-C stops.
 
-    Events can also be logged to a file, saved as clips, and sent to a webhook or a command. When stdout is not a
-    terminal, one plain line is printed per finished event instead of the live view. If the microphone goes away
-    (unplugged, sound server restarted), listen says so, keeps its outputs open and tries again, waiting 1, 2, 5,
-    10, 30, then 60 s between tries, until it is back.
+    Events can also be logged to a file, saved as clips, and sent to a webhook, a command or an MQTT broker (Home
+    Assistant). When stdout is not a terminal, one plain line is printed per finished event instead of the live view.
+    If the microphone goes away (unplugged, sound server restarted), listen says so, keeps its outputs open and
+    tries again, waiting 1, 2, 5, 10, 30, then 60 s between tries, until it is back.
     """
+    # Checked before the model loads: a mistyped URL should not cost the wait for torch.
+    mqtt_settings = None if mqtt is None else parse_mqtt_url(mqtt, mqtt_device)
+    if mqtt is None and mqtt_device is not None:
+        raise SnapkitError("--mqtt-device names this listener for --mqtt; give --mqtt URL as well.")
     import torch
 
     from snapkit.detection.detector import Detector
@@ -148,6 +175,11 @@ def listen(
         # second 0 is the moment listening really begins.
         mic = ReconnectingMicrophone(device, samplerate, log=print_warning, open_mic=MicrophoneSource)
         detector = Detector(bundle, settings, sample_rate_hz=mic.sample_rate_hz)
+        if mqtt_settings is not None:
+            publisher = MqttNotifier(mqtt_settings, detector.labels, model_name=mqtt_model_name(model))
+            notifiers.append(_closing(stack, publisher))
+            # Connected now, before the microphone opens: refused credentials stop here, an absent broker warns.
+            publisher.start()
         saver = None
         if save_clips is not None:
             saver = _closing(stack, ClipSaver(save_clips, pre_roll, post_roll, sample_rate_hz=mic.sample_rate_hz))
@@ -207,10 +239,7 @@ def _print_settings(
         lines.append(f"Events are appended to {events}.")
     if save_clips is not None:
         lines.append(f"Clips are saved into {save_clips}/.")
-    for notifier in notifiers:
-        lines.append(
-            f"Notify ({notifier.name}) {notifier.target} on each finished event, {notifier.cooldown_s:g} s cooldown."
-        )
+    lines += [notifier.describe() for notifier in notifiers]
     lines.append("Ctrl-C stops; the event in progress is closed and written.")
     for line in lines:
         console.print(line, highlight=False, markup=False, soft_wrap=True)

@@ -14,14 +14,16 @@ from typing import Annotated
 import typer
 
 from snapkit.cli.help import SnapkitGroup, use_snapkit_help
-from snapkit.cli.listen import MODEL_HELP, EventsOption, SaveClipsOption
+from snapkit.cli.listen import MODEL_HELP, EventsOption, MqttDeviceOption, MqttOption, SaveClipsOption
 from snapkit.cli.options import DeviceOption, MinLevelOption, SensitivityOption, ThresholdOption, detector_settings
 from snapkit.cli.ui import DetectorMode, console
+from snapkit.detection.mqtt import PASSWORD_ENV, parse_mqtt_url
 from snapkit.detection.service import (
     ServiceSettings,
     check_unit_name,
     default_unit_name,
     enable_instructions,
+    environment_path,
     install_unit,
     listen_command,
     render_unit,
@@ -45,6 +47,8 @@ def install(
     sensitivity: SensitivityOption = "normal",
     threshold: ThresholdOption = None,
     min_level_dbfs: MinLevelOption = None,
+    mqtt: MqttOption = None,
+    mqtt_device: MqttDeviceOption = None,
     user: Annotated[
         bool,
         typer.Option(
@@ -74,6 +78,7 @@ def install(
         )
     model_path = model[0]
     unit_name = check_unit_name(name) if name is not None else default_unit_name(model_path)
+    env_file = _check_mqtt(mqtt, mqtt_device, environment_path(unit_name, user))
     # listen's own checks, so a bad path or threshold fails here and not in a restart loop.
     detector_settings(load_model(model_path), DetectorMode.auto.value, None, sensitivity, threshold, min_level_dbfs)
     if events is not None:
@@ -81,16 +86,23 @@ def install(
     settings = ServiceSettings(
         name=unit_name,
         command=listen_command(
-            model_path, _listen_args(device, events, save_clips, sensitivity, threshold, min_level_dbfs)
+            model_path,
+            _listen_args(device, events, save_clips, sensitivity, threshold, min_level_dbfs, mqtt, mqtt_device),
         ),
         working_dir=Path.cwd(),
         user_unit=user,
         run_as=None if user else _invoking_user(),
+        environment_file=env_file,
     )
     path = unit_path(unit_name, user)
+    password_hint = (
+        f"If the broker needs a password, put {PASSWORD_ENV}=... into {env_file} (chmod 600); the unit reads it."
+    )
     if dry_run:
         console.print(f"Would write {path}:", highlight=False, markup=False, soft_wrap=True)
         typer.echo(render_unit(settings), nl=False)
+        if env_file is not None:
+            console.print(password_hint, highlight=False, markup=False, soft_wrap=True)
         return
     install_unit(settings, path, force=force)
     start, watch, *linger = enable_instructions(unit_name, user)
@@ -104,8 +116,28 @@ def install(
         lines.append(
             f"A user service runs only while you are logged in; to run it from boot without a login: {linger[0]}"
         )
+    if env_file is not None:
+        lines.append(password_hint)
     for line in lines:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def _check_mqtt(mqtt: str | None, mqtt_device: str | None, env_file: Path) -> Path | None:
+    """Check ``--mqtt`` and ``--mqtt-device`` as listen will; the environment file the unit reads when the broker
+    is given with a user (whose password goes there), else None. A password in the URL is refused: the unit, and
+    the command line it starts, can be read by every local user."""
+    if mqtt is None:
+        if mqtt_device is not None:
+            raise SnapkitError("--mqtt-device names this listener for --mqtt; give --mqtt URL as well.")
+        return None
+    # The installing shell's SNAPKIT_MQTT_PASSWORD is not the service's: only the URL is checked here.
+    settings = parse_mqtt_url(mqtt, mqtt_device, environ={})
+    if settings.password is not None:
+        raise SnapkitError(
+            f"--mqtt {settings.url} holds a password, which would be readable by every user in the unit; drop it "
+            f"from the URL and put {PASSWORD_ENV}=... into {env_file} (chmod 600), which the unit reads."
+        )
+    return env_file if settings.username is not None else None
 
 
 def _listen_args(
@@ -115,6 +147,8 @@ def _listen_args(
     sensitivity: str,
     thresholds: list[str] | None,
     min_level_dbfs: float | None = None,
+    mqtt: str | None = None,
+    mqtt_device: str | None = None,
 ) -> list[str]:
     """The listen options as arguments, paths made absolute (the unit must not depend on where it was made)."""
     args: list[str] = []
@@ -129,6 +163,10 @@ def _listen_args(
         args += ["--threshold", threshold]
     if min_level_dbfs is not None:
         args += ["--min-level-dbfs", f"{min_level_dbfs:g}"]
+    if mqtt is not None:
+        args += ["--mqtt", mqtt]
+    if mqtt_device is not None:
+        args += ["--mqtt-device", mqtt_device]
     return args
 
 

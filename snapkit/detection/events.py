@@ -1,5 +1,5 @@
 """What the detector reports: events with a label, onset/offset in stream seconds, and scores; and the one record
-an event is written as, whatever writes it (event files, the live log, webhooks, commands).
+an event is written as, whatever writes it (event files, the live log, webhooks, commands, MQTT).
 
 The record has one field set (``RECORD_FIELDS``), one rounding, and units in its names:
 

@@ -33,6 +33,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -40,7 +41,7 @@ import numpy as np
 from snapkit.audio.levels import FLOOR_DBFS, peak_dbfs
 from snapkit.audio.sources import Block, timed_blocks
 from snapkit.detection.events import EventUpdate, wall_clock
-from snapkit.detection.notify import Notification, Notifier, NotifierStats
+from snapkit.detection.notify import Notifier, NotifierStats
 from snapkit.detection.sinks import ClipSaver, Sink, print_warning
 
 DEFAULT_STATUS_INTERVAL_S = 0.1
@@ -430,15 +431,15 @@ class _LiveRun:
         self._notify_saved(awaiting_clip)
 
     def _notify(self, update: EventUpdate, awaiting_clip: dict[int, EventUpdate]) -> None:
-        wanted = [notifier for notifier in self.notifiers if notifier.wants(update)]
-        if not wanted:
-            return
-        if update.kind == "end" and self.saver is not None:
-            awaiting_clip[update.event_id] = update
-            return
-        notification = Notification.from_update(update, self.wall_time)
-        for notifier in wanted:
-            notifier.submit(notification)
+        # An end waits for its clip (so the message can carry its path) only for the notifiers that want the path.
+        holding = update.kind == "end" and self.saver is not None
+        for notifier in self.notifiers:
+            if not notifier.wants(update):
+                continue
+            if holding and notifier.waits_for_clip:
+                awaiting_clip[update.event_id] = update
+            else:
+                notifier.notify(update, self.wall_time)
 
     def _notify_saved(self, awaiting_clip: dict[int, EventUpdate]) -> None:
         if self.saver is None:
@@ -448,11 +449,10 @@ class _LiveRun:
             if update is not None:
                 self._submit_end(update, saved.path)
 
-    def _submit_end(self, update: EventUpdate, clip_path: object) -> None:
-        notification = Notification.from_update(update, self.wall_time, None if clip_path is None else str(clip_path))
+    def _submit_end(self, update: EventUpdate, clip_path: Path | None) -> None:
         for notifier in self.notifiers:
-            if notifier.wants(update):
-                notifier.submit(notification)
+            if notifier.wants(update) and notifier.waits_for_clip:
+                notifier.notify(update, self.wall_time, clip_path)
 
     def _finish(self, awaiting_clip: dict[int, EventUpdate]) -> None:
         if self.saver is not None:

@@ -7,7 +7,8 @@ timeout per attempt and retries with exponential backoff. Failures are printed a
 
 Notifiers act on "end" updates by default: only then is the event complete (final onset and offset, peak and mean
 score, and its saved clip), so the message says everything and a single knock is one message, not two. Pass
-``on="start"`` to be told as soon as an event is confirmed instead (without offset or clip).
+``on="start"`` to be told as soon as an event is confirmed instead (without offset or clip). A notifier that reports
+both, as they happen, overrides ``wants`` and ``notify`` (``snapkit.detection.mqtt``).
 """
 
 from __future__ import annotations
@@ -103,6 +104,11 @@ class Notifier:
     """
 
     name = "notifier"
+    # What one queued item is, for the warning about items abandoned at exit.
+    item_name = "notification"
+    # Whether an "end" waits for the event's saved clip so that it can carry the clip's path (the runner holds it
+    # back until the clip is written, about the post-roll later); a notifier for which timing matters more says False.
+    waits_for_clip = True
 
     def __init__(
         self,
@@ -132,9 +138,12 @@ class Notifier:
         # One condition guards the queue, the counters and the cooldown table: submit() runs on the caller's thread,
         # delivery on the worker, and the status view reads the counters from the main thread.
         self._cond = threading.Condition()
-        self._queue: collections.deque[Notification] = collections.deque(maxlen=max_queue)
+        # Notifications here; a subclass that overrides notify() and _run() may queue its own kind of item.
+        self._queue: collections.deque[Any] = collections.deque(maxlen=max_queue)
         self._last_onset_s: dict[str, float] = {}
         self._sent = self._failed = self._dropped = self._suppressed = 0
+        # Taken off the queue by the worker but given up at exit (counted with what is left in the queue).
+        self._abandoned = 0
         self._in_flight = False
         self._closing = False
         # Set when close() gives up waiting: the worker stops retrying and abandons what is queued.
@@ -155,6 +164,12 @@ class Notifier:
         """Whether ``update`` is the kind this notifier acts on."""
         return update.kind == self.on
 
+    def notify(self, update: EventUpdate, wall_time: datetime, clip_path: Path | str | None = None) -> bool:
+        """Queue what this notifier says about ``update`` (one it ``wants``); never blocks. ``wall_time`` is the
+        wall-clock time of stream second 0, ``clip_path`` the event's saved clip. By default: its ``Notification``,
+        through ``submit`` and the cooldown. Returns whether anything was queued."""
+        return self.submit(Notification.from_update(update, wall_time, clip_path))
+
     def submit(self, notification: Notification) -> bool:
         """Queue ``notification`` unless its label is cooling down; never blocks. Returns whether it was queued."""
         self.start()
@@ -166,16 +181,24 @@ class Notifier:
                 self._suppressed += 1
                 return False
             self._last_onset_s[notification.label] = notification.onset_s
-            if len(self._queue) == self._queue.maxlen:
-                self._dropped += 1  # the deque's maxlen pushes out the oldest on append
-            self._queue.append(notification)
-            self._cond.notify()
+            self._enqueue_locked(notification)
         return True
+
+    def _enqueue_locked(self, item: object) -> None:
+        """Append ``item`` to the queue, the oldest pushed out and counted when it is full; ``_cond`` is held."""
+        if len(self._queue) == self._queue.maxlen:
+            self._dropped += 1  # the deque's maxlen pushes out the oldest on append
+        self._queue.append(item)
+        self._cond.notify_all()
 
     @property
     def target(self) -> str:
         """Where notifications go, for the settings line (a URL, a command); empty when there is nothing to say."""
         return ""
+
+    def describe(self) -> str:
+        """The settings line printed when listening starts."""
+        return f"Notify ({self.name}) {self.target} on each finished event, {self.cooldown_s:g} s cooldown."
 
     def stats(self) -> NotifierStats:
         with self._cond:
@@ -198,13 +221,16 @@ class Notifier:
             thread.join(self.drain_timeout_s)
             if thread.is_alive():
                 self._abort.set()
+                with self._cond:
+                    self._cond.notify_all()  # a worker waiting on the condition sees the abort at once
                 # The attempt in progress ends within its own timeout; retries and the queue are abandoned.
                 thread.join(self.timeout_s + 1.0)
         with self._cond:
-            abandoned = len(self._queue)
+            abandoned = len(self._queue) + self._abandoned
             self._queue.clear()
+            self._abandoned = 0
         if abandoned:
-            self._warn(f"{self.name}: {abandoned} notification(s) were still queued at exit and were not sent.")
+            self._warn(f"{self.name}: {abandoned} {self.item_name}(s) were still queued at exit and were not sent.")
         return self.stats()
 
     def __enter__(self) -> Notifier:

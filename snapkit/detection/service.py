@@ -20,6 +20,7 @@ from snapkit.files import write_atomically
 # spin the CPU or trip systemd's default start limit (5 starts in 10 s), short enough to come back soon after.
 RESTART_S = 10
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
+SYSTEM_ENV_DIR = Path("/etc/snapkit")
 # What systemd accepts in a unit name, less '@' (template units) and '\\' (its own escape character).
 _UNIT_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _MAX_UNIT_NAME = 255 - len(".service")
@@ -38,6 +39,8 @@ class ServiceSettings:
         user_unit: True for a per-user unit (``systemctl --user``), False for a system one.
         run_as: the account a system unit runs as (``User=``); None: root. Ignored for a user unit.
         restart_s: seconds before a failed listener is started again.
+        environment_file: a file of ``NAME=value`` lines the unit reads if it exists (``EnvironmentFile=-``): where
+            secrets such as ``SNAPKIT_MQTT_PASSWORD`` go, never into the unit, which every local user can read.
     """
 
     name: str
@@ -46,6 +49,7 @@ class ServiceSettings:
     user_unit: bool
     run_as: str | None = None
     restart_s: float = RESTART_S
+    environment_file: Path | None = None
 
 
 def listen_command(model: Path, listen_args: list[str]) -> tuple[str, ...]:
@@ -100,6 +104,15 @@ def unit_path(name: str, user_unit: bool) -> Path:
     return Path(config) / "systemd" / "user" / f"{name}.service"
 
 
+def environment_path(name: str, user_unit: bool) -> Path:
+    """Where the unit's secrets go: ``$XDG_CONFIG_HOME/snapkit/<name>.env`` (default ``~/.config``) for a user unit,
+    ``/etc/snapkit/<name>.env`` for a system one (systemd reads it as root, before ``User=`` applies)."""
+    if not user_unit:
+        return SYSTEM_ENV_DIR / f"{name}.env"
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "snapkit" / f"{name}.env"
+
+
 def render_unit(settings: ServiceSettings) -> str:
     """The unit file's text for ``settings``."""
     exec_start = " ".join(systemd_quote(argument) for argument in settings.command)
@@ -122,6 +135,11 @@ def render_unit(settings: ServiceSettings) -> str:
     lines += [
         # Python buffers a pipe's output; the journal should see each line as it is printed.
         "Environment=PYTHONUNBUFFERED=1",
+    ]
+    if settings.environment_file is not None:
+        # "-": a missing file is no error (the broker may need no password). Taken whole, specifiers expanded.
+        lines.append(f"EnvironmentFile=-{_escape_specifiers(str(settings.environment_file))}")
+    lines += [
         # SIGINT is listen's Ctrl-C: the event in progress is closed and written before it exits.
         "KillSignal=SIGINT",
         "Restart=on-failure",
