@@ -683,17 +683,39 @@ def test_a_disk_too_small_for_the_model_names_the_run_and_leaves_nothing(
     )
 
 
-def test_train_on_a_full_disk_is_refused_before_training(
+def test_train_on_a_full_disk_is_refused_before_the_plan(
     tiny_data: Path, small_disk: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fill(small_disk)
     result = run(capsys, "train", "--data", tiny_data, "--out", small_disk / "run", "--no-estimate")
-    assert result.code == 2
+    assert result.code == 2 and "plan" not in result.out
     assert one_sentence_error(result) == (
-        f"Cannot create the run folder {small_disk / 'run'} (No space left on device): free some space, or choose "
+        f"Cannot write to the runs folder {small_disk} (No space left on device): free some space, or choose "
         "another --out."
     )
     assert [p.name for p in small_disk.iterdir() if not p.name.startswith("filler")] == []
+
+
+def test_a_run_folder_that_cannot_be_created_is_one_sentence(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runs folder took the probe, then refuses the work folder (the disk filled in between)."""
+    plan = train_module.plan_training(tiny_data, tmp_path / "run", TrainSettings(estimate=False), measure_speed=False)
+    real_mkdir = Path.mkdir
+
+    def full(self: Path, *args: object, **kwargs: object) -> None:
+        if ".incomplete-" in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", full)
+    with pytest.raises(SnapkitError) as info:
+        train_module.run_training(plan, log=lambda line: None)
+    assert str(info.value) == (
+        f"Cannot create the run folder {tmp_path / 'run'} (No space left on device): free some space, or choose "
+        "another --out."
+    )
+    assert left_in(tmp_path) == []
 
 
 def test_a_clip_deleted_after_the_plan_stops_training_before_it_starts(

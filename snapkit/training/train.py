@@ -59,6 +59,8 @@ from snapkit.training.profile import class_profiles
 from snapkit.training.progress import RunProgress
 
 BACKBONE_CHOICES = ("convnet", *BACKBONES)
+# What check_run_folder writes to try the runs folder (bytes): enough to tell a full disk, not a model's size.
+RUN_PROBE_BYTES = 1 << 16
 # Lightning's --accelerator names snapkit passes through (cuda and tpu are Lightning's too).
 ACCELERATORS = ("cpu", "gpu", "mps", "auto", "cuda", "tpu")
 
@@ -257,7 +259,8 @@ def check_run_folder(out_dir: Path) -> None:
             f"The run folder {out_dir} already holds files; choose another --out (or empty it) so this run's results "
             "are not mixed with others."
         )
-    check_writable(out_dir.parent, what="the runs folder", instead="choose another --out")
+    # 64 KiB really written: a full disk is refused here, before the plan, rather than after it.
+    check_writable(out_dir.parent, what="the runs folder", instead="choose another --out", size_bytes=RUN_PROBE_BYTES)
 
 
 @dataclass
