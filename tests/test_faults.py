@@ -40,7 +40,7 @@ from snapkit.errors import DatasetError, SnapkitError
 from snapkit.eval.synth import make_dataset
 from snapkit.files import INCOMPLETE_MARKER, FileLock, check_writable
 from snapkit.training.train import TrainerOptions, TrainSettings, check_trainer_options
-from tests.conftest import REPO
+from tests.conftest import REPO, run_cli
 from tests.test_event_files import BLOCK_S, BlockDetector, engine  # noqa: F401 (the fixture, used by name)
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -551,6 +551,15 @@ def test_train_refuses_a_bad_option_before_the_plan(
     assert words in result.err, result.err
     assert "Traceback" not in result.text and "plan" not in result.out
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_installed_command_refuses_a_bad_option_in_one_line(tiny_data: Path, tmp_path: Path) -> None:
+    """The same through `python -m snapkit`, as a user runs it: stderr is the one line, nothing else."""
+    result = run_cli("train", "--data", str(tiny_data), "--out", str(tmp_path / "run"), "--precision", "half")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("error: --precision 'half' is unknown; choose one of ")
+    assert not (tmp_path / "run").exists()
 
 
 def test_train_on_a_gpu_that_is_not_there_is_one_sentence(
