@@ -8,10 +8,16 @@ of one. Recordings are the exception: :func:`snapkit.audio.io.write_wav` never r
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; FileLock then guards nothing (see its docstring)
+    fcntl = None  # type: ignore[assignment]
 
 import numpy as np
 
@@ -19,6 +25,10 @@ from snapkit.errors import SnapkitError
 
 # Overrides the per-user cache folder (downloaded weights, their verification records, cached embeddings).
 CACHE_DIR_ENV = "SNAPKIT_CACHE_DIR"
+# `snapkit train` builds a run in a hidden folder holding this marker file and renames it into place only when it is
+# complete (snapkit.training.train.run_training): a model with the marker beside it is not a finished run's, and
+# load_model and the workbench pass it by.
+INCOMPLETE_MARKER = "INCOMPLETE"
 
 
 def cache_root() -> Path:
@@ -62,6 +72,122 @@ def replace_atomically(path: Path | str, *, what: str = "") -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+def disk_advice(err: OSError) -> str:
+    """What a user can do about ``err`` from writing a file, as the end of a sentence."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free some space"
+    if err.errno == errno.EROFS:
+        return "remount that disk writable"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return "check its permissions"
+    if err.errno in (errno.ENOTDIR, errno.EEXIST):
+        return "move away the file that stands where a folder is needed"
+    return "check that it exists and is writable"
+
+
+def check_writable(folder: Path | str, *, what: str, instead: str, size_bytes: int = 0) -> Path:
+    """Make sure files can be written into ``folder`` before any work whose result would otherwise be lost: the
+    folder is created if needed, then a hidden probe of ``size_bytes`` is really written, flushed to disk and
+    removed (permissions alone say nothing for root, a read-only mount or a full disk). Returns ``folder``.
+
+    Raises SnapkitError, one sentence naming ``what`` (e.g. "the data folder") and ``folder``, what is wrong, and
+    ``instead`` (e.g. "choose another --data folder").
+    """
+    folder = Path(folder)
+    probe = folder / f".snapkit-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "xb") as handle:
+            # Zeros in pieces: a probe the size of a recording must not cost that much memory twice.
+            left = size_bytes
+            while left > 0:
+                left -= handle.write(bytes(min(left, 1 << 20)))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as err:
+        raise SnapkitError(
+            f"Cannot write to {what} {folder} ({err.strerror or err}): {disk_advice(err)}, or {instead}."
+        ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+    return folder
+
+
+class FileLock:
+    """An advisory lock saying "this snapkit process writes ``path``", so that a second writer is refused instead
+    of interleaving its lines with the first one's.
+
+    The lock is ``fcntl.flock`` on a hidden sidecar ``.NAME.lock`` beside ``path``, not on ``path`` itself: a .json
+    event list and ``snapkit detect``'s event file are replaced whole (``os.replace``), and a lock on a replaced
+    file guards a file no one opens any more. The sidecar holds the holder's process id and is removed on release.
+    A flock belongs to an open file description, so two ``FileLock`` objects of one process exclude each other too.
+    The lock is released when the process ends, however it ends. Where ``fcntl`` does not exist (Windows) nothing is
+    locked.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(f".{self.path.name}.lock")
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, *, busy: Callable[[str], str], unwritable: Callable[[OSError], str]) -> None:
+        """Take the lock or raise SnapkitError with the sentence ``busy(holder's process id or "unknown")`` when
+        another holder has it, or ``unwritable(error)`` when the sidecar cannot be created beside ``path``."""
+        if fcntl is None or self._fd is not None:
+            return
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                raise SnapkitError(unwritable(err)) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                holder = _read_pid(fd)
+                os.close(fd)
+                if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise SnapkitError(busy(holder or "unknown")) from None
+                raise SnapkitError(unwritable(err)) from None
+            # The previous holder removes the sidecar when it lets go: if it did so after we opened it, we hold a
+            # lock on a file no one else will open, so take it again on the sidecar that is there now.
+            try:
+                there = os.stat(self.lock_path)
+                mine = os.fstat(fd)
+                current = (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
+            os.close(fd)
+        with contextlib.suppress(OSError):  # the process id only helps the message of a refused second writer
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Let go of the lock (safe to call twice). The sidecar is removed first, while still held."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        with contextlib.suppress(OSError):
+            self.lock_path.unlink()
+        os.close(fd)
+
+
+def _read_pid(fd: int) -> str:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+    return text if text.isdigit() else ""
 
 
 def write_atomically(path: Path | str, data: bytes | str, *, what: str = "") -> Path:

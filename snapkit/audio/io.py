@@ -6,6 +6,7 @@ names the file; nothing here prints a traceback at the user.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import uuid
@@ -50,7 +51,11 @@ def audio_info(path: str | Path) -> AudioInfo:
         raise AudioFileError(f"{path}: no such file; check the path.")
     if path.is_dir():
         raise AudioFileError(f"{path} is a folder, not an audio file; give the path of a file inside it.")
-    if path.stat().st_size == 0:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:  # removed since the line above looked
+        raise AudioFileError(f"{path}: no such file; check the path.") from None
+    if size == 0:
         raise AudioFileError(f"{path} is empty (0 bytes); delete it or record it again.")
     try:
         info = sf.info(str(path))
@@ -112,9 +117,13 @@ def write_wav(path: str | Path, audio: np.ndarray, sample_rate_hz: int) -> Path:
     if path.exists():
         raise FileExistsError(f"{path} already exists; snapkit never overwrites a recording.")
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part")
+    # Encoded in memory first: libsndfile writing to a file on a full or vanished disk reports each failed call as
+    # an "Exception ignored from cffi callback" traceback on stderr; a plain write raises one OSError instead.
+    encoded = io.BytesIO()
+    sf.write(encoded, np.clip(audio, -1.0, 1.0), sample_rate_hz, format="WAV", subtype="PCM_16")
     try:
         with open(tmp, "wb") as handle:
-            sf.write(handle, np.clip(audio, -1.0, 1.0), sample_rate_hz, format="WAV", subtype="PCM_16")
+            handle.write(encoded.getbuffer())
             handle.flush()
             os.fsync(handle.fileno())
         # link() fails if the target exists, so two writers racing for one name can never clobber each other.

@@ -21,6 +21,7 @@ from snapkit.cli import workbench as workbench_commands
 from snapkit.cli.help import SnapkitGroup, use_snapkit_help
 from snapkit.cli.ui import err_console
 from snapkit.errors import SnapkitError
+from snapkit.files import disk_advice
 
 app = typer.Typer(
     name="snapkit",
@@ -81,3 +82,14 @@ def main(argv: list[str] | None = None) -> None:
     except FileExistsError as err:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except OSError as err:
+        # The last net for a disk or file fault no command turned into its own sentence yet (each should): still one
+        # sentence naming the file, not a traceback.
+        err_console.print(f"[bold red]error:[/] {os_error_sentence(err)}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+def os_error_sentence(err: OSError) -> str:
+    """One sentence for a file-system error: the file it names, the system's reason, and what to do."""
+    where = f"{err.filename}: " if err.filename else ""
+    return f"{where}{err.strerror or err}; {disk_advice(err)}, then try again."

@@ -47,6 +47,7 @@ def calibrate(
     from snapkit.dataset.scan import scan_dataset
     from snapkit.detection.operating import calibrate_to_budget, calibration_audio, write_curve_png
     from snapkit.errors import SnapkitError
+    from snapkit.files import check_writable
     from snapkit.models.bundle import load_model
     from snapkit.models.calibration import check_budget
     from snapkit.progress import progress_bar
@@ -54,6 +55,11 @@ def calibrate(
     check_budget(budget)  # before anything is read
     bundle = load_model(model)
     model_path = bundle.path or model
+    # The result is written at the end, beside the model: a folder that cannot take it should fail now, not after
+    # minutes of scoring.
+    check_writable(
+        (out or model_path).parent, what="the model's folder", instead="write the calibrated model elsewhere with --out"
+    )
     data = data_dir or Path(str(bundle.training.get("data_dir") or "data"))
     if not data.is_dir():
         raise SnapkitError(

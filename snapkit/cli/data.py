@@ -12,8 +12,11 @@ from snapkit.audio.levels import CLICK_EXTRA_DB, DEFAULT_ACTIVITY_DB, MIN_ACTIVE
 from snapkit.cli.options import DEFAULT_DATA_DIR, DataOption, DataReadOption, LegacyDataArgument, data_folder
 from snapkit.cli.ui import console, frame_table
 from snapkit.dataset.importer import import_files
-from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
+from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL, validate_label
 from snapkit.dataset.scan import DEFAULT_SILENCE_THRESHOLD_DBFS, Dataset, find_problems, scan_dataset
+from snapkit.files import check_writable
+
+PROBE_BYTES = 1 << 16
 
 
 def data(
@@ -100,6 +103,11 @@ def import_(
     ] = DEFAULT_BACKGROUND_LABEL,
 ) -> None:
     """Cut longer recordings into clips of a class, skipping silent and room-tone-only stretches."""
+    validate_label(label)
+    # 64 KiB really written: about a 2 s clip at 16 kHz, so a full disk is refused before any file is cut.
+    check_writable(
+        data_dir / label, what="the data folder", instead="choose another --data folder", size_bytes=PROBE_BYTES
+    )
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

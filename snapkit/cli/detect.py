@@ -6,10 +6,15 @@ never sits in memory and what a file shows holds live. Heavy imports (torch, mat
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
@@ -58,6 +63,7 @@ class FileResult:
     clips: list[Path] = field(default_factory=list)  # saved with --save-clips
     audio_s: float = 0.0
     processing_s: float = 0.0
+    stopped: bool = False  # Ctrl-C came mid-file: events up to ``audio_s``, the open one closed there
 
 
 def plot_targets(plot: Path, files: list[Path]) -> list[Path]:
@@ -109,27 +115,60 @@ def detect(
     ] = 1.0,
 ) -> None:
     """Find the events of MODEL's classes in FILES, with onset and offset times in seconds."""
-    from snapkit.detection.detector import Detector
-    from snapkit.detection.outputs import event_format, write_events
-    from snapkit.models.bundle import load_model
+    from snapkit.detection.outputs import event_format, lock_event_file
 
-    # Refuse a bad output name now, not after an hour of audio.
+    # Refuse a bad output name, or a file another snapkit is writing, now, not after an hour of audio.
+    lock = None
     if events_path is not None:
         event_format(events_path)
-    targets = plot_targets(plot, files) if plot is not None else []
+        lock = lock_event_file(events_path)
+    try:
+        _detect(
+            model, files, events_path, plot, hop, min_level_dbfs, mode, sensitivity, threshold, chunk_s,
+            ClipOptions(save_clips, pre_roll_s, post_roll_s) if save_clips is not None else None,
+        )  # fmt: skip
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _detect(
+    model: Path,
+    files: list[Path],
+    events_path: Path | None,
+    plot: Path | None,
+    hop: float | None,
+    min_level_dbfs: float | None,
+    mode: DetectorMode,
+    sensitivity: str,
+    threshold: list[str] | None,
+    chunk_s: float,
+    clips: ClipOptions | None,
+) -> None:
+    """The command once its event file is claimed: every file through one detector, then the summary and files.
+
+    Ctrl-C ends the file being read there (its open event closed at that moment) and skips the rest; the summary
+    and the event file then hold everything found until the interrupt, and the exit code is 130."""
+    from snapkit.detection.detector import Detector
+    from snapkit.detection.outputs import write_events
+    from snapkit.models.bundle import load_model
+
+    targets = plot_targets(plot, files) if plot is not None else []
     bundle = load_model(model)
     rate_hz = bundle.model.sample_rate_hz
     settings, thresholds_why = detector_settings(bundle, mode.value, hop, sensitivity, threshold, min_level_dbfs)
     detector = Detector(bundle, settings, sample_rate_hz=rate_hz, keep_timeline=plot is not None)
-    clips = ClipOptions(save_clips, pre_roll_s, post_roll_s) if save_clips is not None else None
     if clips is not None:
         clips.saver(files[0], rate_hz)  # refuse a bad folder now, not after an hour of audio
     on_off = ", ".join(f"{label} {on:.2f}/{off:.2f}" for label, (on, off) in detector.thresholds.items())
     console.print(
         f"model {model} ({', '.join(detector.labels)}) at {rate_hz} Hz; {detector.describe()}; "
         f"reading {chunk_s} s at a time"
-        + (f"; clips into {save_clips}/ ({pre_roll_s:g} s before, {post_roll_s:g} s after)" if clips else "")
+        + (
+            f"; clips into {clips.folder}/ ({clips.pre_roll_s:g} s before, {clips.post_roll_s:g} s after)"
+            if clips
+            else ""
+        )
         + f"\nthresholds on/off: {on_off} ({thresholds_why})",
         highlight=False,
         soft_wrap=True,
@@ -137,6 +176,7 @@ def detect(
 
     results: list[FileResult] = []
     failed: list[str] = []
+    stopped = False
     try:
         for index, path in enumerate(files):
             detector.reset()  # one detector for all files: nothing of one file may leak into the next
@@ -150,6 +190,9 @@ def detect(
                 continue
             results.append(result)
             _print_file(result)
+            if result.stopped:
+                stopped = True
+                break
             if plot is not None:
                 # A plot that cannot be written costs that picture only, not the events of this or later files.
                 try:
@@ -158,12 +201,8 @@ def detect(
                     console.print(f"[yellow]no plot:[/] {err}", highlight=False, soft_wrap=True)
                 else:
                     console.print(f"plot: {written}", highlight=False)
-    except KeyboardInterrupt:
-        console.print(f"\nInterrupted after {len(results)} of {len(files)} files.")
-        if events_path is not None and results:
-            write_events(events_path, [(str(r.path), e) for r in results for e in r.events])
-            console.print(f"events of the finished files: {events_path}", highlight=False)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # between files (printing, plotting): every file read so far is whole
+        stopped = True
 
     if results:
         _print_summary(results, detector.labels)
@@ -172,8 +211,22 @@ def detect(
         if events_path is not None:
             write_events(events_path, [(str(r.path), e) for r in results for e in r.events])
             console.print(f"events: {events_path}", highlight=False)
+    if stopped:
+        console.print(_stopped_sentence(results, len(files), events_path), highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
     if failed and not results:
         raise typer.Exit(2)
+
+
+def _stopped_sentence(results: list[FileResult], files: int, events_path: Path | None) -> str:
+    """What Ctrl-C left: where reading stopped, and that what was found until then is kept."""
+    kept = f"; its events until then are in {events_path}" if events_path is not None and results else ""
+    last = results[-1] if results else None
+    if last is not None and last.stopped:
+        where = f"at {last.audio_s:.1f} s of {last.path} (file {len(results)} of {files})"
+    else:
+        where = f"after {len(results)} of {files} file(s)"
+    return f"Stopped (Ctrl-C) {where}{kept}; an event still going on was closed there."
 
 
 @dataclass(frozen=True)
@@ -227,24 +280,30 @@ def _detect_file(
     ) as progress:
         task = progress.add_task(path.name, total=source.duration_s)
         blocks = source.blocks()
-        while True:
-            # Only reading is guarded: a decoding error names the file, a detector error stays a bug to see.
-            try:
-                block = next(blocks, None)
-            except (sf.SoundFileError, RuntimeError) as err:
-                raise SnapkitError(
-                    f"{path} could not be decoded past {samples / rate_hz:.1f} s ({err}); it may be damaged."
-                ) from None
-            if block is None:
-                break
-            samples += len(block)
-            updates = detector.push(block)
-            result.events += [u.event for u in updates if u.kind == "end"]
-            if saver is not None:
-                saver.take(block, updates)
-            if overview is not None:
-                overview.push(block)
-            progress.update(task, completed=samples / rate_hz)
+        try:
+            with _ctrl_c_between_blocks() as pressed:
+                while not pressed():
+                    # Only reading is guarded: a decoding error names the file, a detector error stays a bug to see.
+                    try:
+                        block = next(blocks, None)
+                    except (sf.SoundFileError, RuntimeError, OSError) as err:
+                        raise _unreadable_past(path, samples / rate_hz, err) from None
+                    if block is None:
+                        break
+                    updates = detector.push(block)
+                    samples += len(block)  # counted once pushed: a Ctrl-C inside push stops before this block
+                    result.events += [u.event for u in updates if u.kind == "end"]
+                    if saver is not None:
+                        saver.take(block, updates)
+                    if overview is not None:
+                        overview.push(block)
+                    progress.update(task, completed=samples / rate_hz)
+                if pressed():
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            # Ctrl-C: this file ends here, as if its audio stopped, so what was found so far is kept and the event
+            # going on is closed at this moment (flush below); the caller reads no further files.
+            result.stopped = True
         updates = detector.flush()
         result.events += [u.event for u in updates if u.kind == "end"]
         if saver is not None:
@@ -255,6 +314,39 @@ def _detect_file(
     result.audio_s = samples / rate_hz
     result.events.sort(key=lambda e: (e.onset_s, e.label))
     return result, overview
+
+
+@contextlib.contextmanager
+def _ctrl_c_between_blocks() -> Iterator[Callable[[], bool]]:
+    """While a file is read, a first Ctrl-C only raises a flag (yielded: has Ctrl-C been pressed?) that the loop
+    checks between blocks, so it never lands inside ``detector.push``, where the updates of that push (an event's
+    end) would be lost. A second Ctrl-C interrupts at once. Only the main thread can catch signals; elsewhere the
+    flag is never raised and Ctrl-C behaves as usual."""
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed.is_set
+        return
+
+    def on_ctrl_c(signum: int, frame: FrameType | None) -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield pressed.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _unreadable_past(path: Path, position_s: float, err: Exception) -> SnapkitError:
+    """The sentence for a file that stopped being readable ``position_s`` seconds in."""
+    if not path.exists():
+        return SnapkitError(
+            f"{path} was removed or moved while it was being read ({position_s:.1f} s in); put it back and run "
+            "detect on it again."
+        )
+    return SnapkitError(f"{path} could not be decoded past {position_s:.1f} s ({err}); it may be damaged.")
 
 
 def _print_file(result: FileResult) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
+import click
 import numpy as np
 import typer
 from rich.live import Live
@@ -21,11 +23,14 @@ from snapkit.dataset.collector import ClipCollector
 from snapkit.dataset.importer import is_silent
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL, validate_label
 from snapkit.dataset.scan import DEFAULT_SILENCE_THRESHOLD_DBFS
-from snapkit.dataset.store import drops_silent_clips, save_clip
+from snapkit.dataset.store import TryAgain, drops_silent_clips, save_take
 from snapkit.errors import SnapkitError
+from snapkit.files import check_writable, disk_advice
 
 # After this many silent clips in a row the microphone is probably muted: stop instead of looping forever.
 MAX_SILENT_RETRIES = 3
+# Bytes of a 16-bit mono WAV file beyond its samples (the header snapkit's writer puts before them).
+WAV_HEADER_BYTES = 44
 
 BackgroundOption = Annotated[str, typer.Option("--background-label", help="The class that means 'nothing to report'.")]
 
@@ -90,12 +95,23 @@ def record(
 
     Each clip is written only once complete, under a new name; Ctrl-C keeps every finished clip and drops the
     unfinished one. Silent clips are recorded again (background clips may be quiet, so they are kept).
+
+    DATA/LABEL/ is tried (a clip's worth of bytes really written and removed) before anything is recorded. A take
+    the disk then refuses stays in memory: at a terminal the user is asked to free space and try again; otherwise,
+    or when they decline, it is written to a rescue folder the error names (``snapkit.dataset.store``).
     """
     validate_label(label)
     drop_silent = drops_silent_clips(label, background_label, keep_silent)
     saved: list[Path] = []
     with MicrophoneSource(device=device, sample_rate_hz=samplerate) as mic:
         rate = mic.sample_rate_hz
+        # Before the user performs anything: a sound that cannot be kept should never be asked for.
+        check_writable(
+            data / label,
+            what="the data folder",
+            instead="choose another --data folder",
+            size_bytes=round(seconds * rate) * 2 + WAV_HEADER_BYTES,
+        )
         console.print(
             f"Recording {'clips until Ctrl-C' if continuous else f'{count} clip(s)'} of {seconds:g} s of "
             f"[bold]{label}[/] into {data / label}/ from device {mic.device.index} ({mic.device.name}) at {rate} Hz; "
@@ -157,7 +173,7 @@ def _record_counted(
                 )
             continue
         silent_in_a_row = 0
-        path = save_clip(data, label, clip, mic.sample_rate_hz)
+        path = save_take(data, label, clip, mic.sample_rate_hz, try_again=_asker())
         saved.append(path)
         console.print(f"  saved {path}  peak {peak:.1f} dBFS, RMS {rms:.1f} dBFS")
 
@@ -180,10 +196,34 @@ def _record_continuous(
                 if drop_silent and is_silent(clip, silence_threshold_dbfs):
                     live.console.print(f"  skipped a silent clip (peak {peak:.1f} dBFS)")
                     continue
-                path = save_clip(data, label, clip, mic.sample_rate_hz)
+                # No question mid-stream: the microphone runs on, so a refused take goes to the rescue folder.
+                path = save_take(data, label, clip, mic.sample_rate_hz)
                 saved.append(path)
                 live.console.print(f"  saved {path}  peak {peak:.1f} dBFS, RMS {rms:.1f} dBFS")
             live.update(_meter(f"clip {len(saved) + 1}", collector.fraction, level, mic))
+
+
+def _can_ask() -> bool:
+    """Whether someone at a terminal can answer a question (not a pipe, a script or a service)."""
+    return sys.stdin.isatty()
+
+
+def _asker() -> TryAgain | None:
+    return _ask_try_again if _can_ask() else None
+
+
+def _ask_try_again(error: OSError, folder: Path) -> bool:
+    """At a terminal: the take could not be written; try again once the user has made room (True), or not."""
+    console.print(
+        f"[red]Could not save the take in {folder} ({error.strerror or error}).[/] It is kept in memory: "
+        f"{disk_advice(error)}, then answer y to try again (n keeps it in a rescue folder instead).",
+        highlight=False,
+        soft_wrap=True,
+    )
+    try:
+        return typer.confirm("Try again?", default=True)
+    except click.exceptions.Abort:  # Ctrl-C or end of input at the question: rescue the take, do not drop it
+        return False
 
 
 def _capture(mic: MicrophoneSource, collector: ClipCollector, what: str) -> np.ndarray:

@@ -132,9 +132,20 @@ def train(
     data_arg: LegacyDataArgument = None,
 ) -> None:
     """Train a model on the dataset folder (--data) and save it as a single bundle, with metrics and TensorBoard
-    logs."""
+    logs.
+
+    Every option is checked before the plan is printed. The run folder appears only when the run is complete; Ctrl-C
+    stops with "Stopped: ..." and exit code 130 (128 + SIGINT, the shell's convention), leaving no run folder.
+    """
+    from snapkit.errors import SnapkitError
     from snapkit.training.augment import AugmentConfig
-    from snapkit.training.train import TrainerOptions, TrainSettings, plan_training, run_training
+    from snapkit.training.train import (
+        TrainerOptions,
+        TrainSettings,
+        check_trainer_options,
+        plan_training,
+        run_training,
+    )
 
     out = out or Path("runs") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{backbone}"
     settings = TrainSettings(
@@ -149,10 +160,6 @@ def train(
         max_minutes=max_minutes or None,
         max_false_alarms_per_hour=max_false_alarms,
     )
-    plan = plan_training(data_folder(data_dir, data_arg), out, settings, AugmentConfig(enabled=not no_augment))
-    console.print(Panel("\n".join(plan.describe()), title="snapkit train: plan", title_align="left"))
-    for note in plan.warnings:
-        console.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
     options = TrainerOptions(
         accelerator=accelerator,
         devices=devices,
@@ -161,10 +168,22 @@ def train(
         precision=precision,
         progress_bar=console.is_terminal,
     )
+    check_trainer_options(options)
+    if weights is not None and not weights.is_file():
+        raise SnapkitError(f"--weights {weights}: no such file; give the path of the downloaded weights file.")
     try:
+        plan = plan_training(data_folder(data_dir, data_arg), out, settings, AugmentConfig(enabled=not no_augment))
+        console.print(Panel("\n".join(plan.describe()), title="snapkit train: plan", title_align="left"))
+        for note in plan.warnings:
+            console.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
         result = run_training(plan, weights=weights, trainer_options=options, log=lambda m: console.print(m))
     except KeyboardInterrupt:
-        console.print("\nTraining interrupted; no model was saved.")
+        console.print(
+            f"\nStopped: training was interrupted (Ctrl-C) before it finished; no model was saved and nothing was "
+            f"written to {out}.",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(130) from None
     print_report(result.report, result.calibration)
     if "false_alarm_budget" in result.report:

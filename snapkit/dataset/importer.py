@@ -13,6 +13,7 @@ from snapkit.audio.levels import ACTIVITY_HOP_S, DEFAULT_ACTIVITY_DB, holds_soun
 from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL, validate_label
 from snapkit.dataset.store import save_clip
 from snapkit.errors import SnapkitError
+from snapkit.files import disk_advice
 
 
 def clip_starts(num_samples: int, clip_samples: int, hop_samples: int) -> list[int]:
@@ -99,7 +100,17 @@ def import_files(
                 report.steady_files.append(Path(path))
         for start in starts:
             stem = f"{Path(path).stem}-{start / rate:08.2f}s"
-            report.written.append(save_clip(data_dir, label, audio[start : start + clip_samples], rate, stem=stem))
+            try:
+                written = save_clip(data_dir, label, audio[start : start + clip_samples], rate, stem=stem)
+            except FileExistsError:
+                raise
+            except OSError as err:
+                raise SnapkitError(
+                    f"Could not save a clip of {path} into {Path(data_dir) / label} ({err.strerror or err}): "
+                    f"{disk_advice(err)}; {len(report.written)} clip(s) were saved before it, and the files you gave "
+                    "are unchanged."
+                ) from None
+            report.written.append(written)
         if on_file:
             on_file(Path(path), len(starts))
     return report

@@ -115,8 +115,21 @@ def scan_dataset(root: str | Path, background_label: str = DEFAULT_BACKGROUND_LA
         raise DatasetError(f"{root} is a file; give the data folder that holds one folder per class.")
     clips: list[Clip] = []
     empty: list[str] = []
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(p for p in class_dir.iterdir() if p.is_file() and is_audio_path(p))
+    try:
+        class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError as err:
+        raise DatasetError(
+            f"Cannot read the data folder {root} ({err.strerror or err}); check its permissions."
+        ) from None
+    for class_dir in class_dirs:
+        try:
+            files = sorted(p for p in class_dir.iterdir() if p.is_file() and is_audio_path(p))
+        except FileNotFoundError:
+            continue  # removed since the data folder was listed: it is no class any more
+        except OSError as err:
+            raise DatasetError(
+                f"Cannot read the class folder {class_dir} ({err.strerror or err}); check its permissions."
+            ) from None
         if not files:
             empty.append(class_dir.name)
         for path in files:

@@ -19,6 +19,7 @@ it has the same columns and refused otherwise. ``write_events`` (``snapkit detec
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -30,7 +31,7 @@ from typing import Any, TextIO
 
 from snapkit.detection.events import RECORD_FIELDS, Event, field_text
 from snapkit.errors import SnapkitError
-from snapkit.files import replace_atomically
+from snapkit.files import FileLock, disk_advice, replace_atomically
 
 # A row of `snapkit detect`'s event list: the audio file the event is in, then the event's record.
 LIST_FIELDS = ("filename", *RECORD_FIELDS)
@@ -113,11 +114,14 @@ class _LineWriter(EventWriter):
 class _JsonListWriter(EventWriter):
     """Keeps the file's list in memory and rewrites the whole file (temporary file, then ``os.replace``) at every
     ``write``: the file is a complete JSON list at every moment. A new file is written as ``[]`` straight away.
+    With ``atomic`` False the file is written in place: for a temporary file the caller will rename into place itself
+    (``write_events``), so that a failure names the caller's file, not a temporary of a temporary.
 
     Each write costs the whole list: for sessions of thousands of events, .jsonl appends instead."""
 
-    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+    def __init__(self, path: Path, columns: Sequence[str], *, atomic: bool = True) -> None:
         self.path = path
+        self._atomic = atomic
         self._columns = tuple(columns)
         self._records: list[dict[str, Any]] = []
         if path.exists() and path.stat().st_size > 0:
@@ -144,7 +148,8 @@ class _JsonListWriter(EventWriter):
     def _rewrite(self) -> None:
         # One record per line: readable, and a diff of two runs shows the events that differ.
         lines = ",\n".join(json.dumps(record, ensure_ascii=False) for record in self._records)
-        with replace_atomically(self.path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        target = replace_atomically(self.path) if self._atomic else contextlib.nullcontext(self.path)
+        with target as path, open(path, "w", encoding="utf-8") as handle:
             handle.write(f"[\n{lines}\n]\n" if lines else "[]\n")
             handle.flush()
             os.fsync(handle.fileno())
@@ -163,8 +168,10 @@ class EventFormat:
     # Field names a record needs to be read back as an event, in this format's own spelling (for error messages).
     needs: tuple[str, ...] = ("label", "onset_s", "offset_s")
 
-    def open(self, path: Path, columns: Sequence[str]) -> EventWriter:
-        """Open ``path`` for appending rows of ``columns`` (an existing file must have the same columns)."""
+    def open(self, path: Path, columns: Sequence[str], *, atomic: bool = True) -> EventWriter:
+        """Open ``path`` for appending rows of ``columns`` (an existing file must have the same columns). Formats
+        that rewrite the whole file do so through a temporary file unless ``atomic`` is False (``path`` is already
+        a private temporary file)."""
         raise NotImplementedError
 
     def parse(self, text: str) -> list[tuple[str, Any]]:
@@ -177,7 +184,7 @@ class _CsvFormat(EventFormat):
     suffix = ".csv"
     describe = ".csv"
 
-    def open(self, path: Path, columns: Sequence[str]) -> EventWriter:
+    def open(self, path: Path, columns: Sequence[str], *, atomic: bool = True) -> EventWriter:
         def render(row: Row) -> str:
             return _delimited([field_text(name, row[name]) for name in columns], ",")
 
@@ -194,7 +201,7 @@ class _DcaseFormat(EventFormat):
     holds_starts = False
     needs = DCASE_COLUMNS
 
-    def open(self, path: Path, columns: Sequence[str]) -> EventWriter:
+    def open(self, path: Path, columns: Sequence[str], *, atomic: bool = True) -> EventWriter:
         # The layout is fixed whatever the columns; the row must name its audio ("filename") and be finished.
         def render(row: Row) -> str:
             if row["offset_s"] is None:
@@ -216,7 +223,7 @@ class _JsonLinesFormat(EventFormat):
     suffix = ".jsonl"
     describe = ".jsonl"
 
-    def open(self, path: Path, columns: Sequence[str]) -> EventWriter:
+    def open(self, path: Path, columns: Sequence[str], *, atomic: bool = True) -> EventWriter:
         def render(row: Row) -> str:
             return json.dumps({name: row[name] for name in columns}, ensure_ascii=False) + "\n"
 
@@ -234,8 +241,8 @@ class _JsonListFormat(EventFormat):
     suffix = ".json"
     describe = ".json"
 
-    def open(self, path: Path, columns: Sequence[str]) -> EventWriter:
-        return _JsonListWriter(path, columns)
+    def open(self, path: Path, columns: Sequence[str], *, atomic: bool = True) -> EventWriter:
+        return _JsonListWriter(path, columns, atomic=atomic)
 
     def parse(self, text: str) -> list[tuple[str, Any]]:
         records = _json_or_none(text)
@@ -290,13 +297,37 @@ def event_format(path: Path) -> EventFormat:
     return fmt
 
 
+def lock_event_file(path: str | Path) -> FileLock:
+    """Claim ``path`` as the event file this process writes, for as long as the returned lock is held.
+
+    Two writers of one event file would interleave their lines (and a .json list or ``detect``'s event list would
+    lose the other's events), so a second ``listen --events`` or ``detect --events`` on the same file is refused.
+    Raises SnapkitError, one sentence naming the file, when another snapkit holds it or its folder cannot be
+    written. Release with ``lock.release()``.
+    """
+    path = Path(path)
+    lock = FileLock(path)
+    lock.acquire(
+        busy=lambda pid: (
+            f"{path} is already being written by another snapkit (process {pid}); stop that one first, or choose "
+            "another --events file."
+        ),
+        unwritable=lambda err: (
+            f"Cannot write the event file {path} ({err.strerror or err}): {disk_advice(err)}, or choose another "
+            "--events file."
+        ),
+    )
+    return lock
+
+
 def write_events(path: str | Path, rows: Sequence[tuple[str, Event]]) -> Path:
     """Write ``rows`` of ``(filename, finished event)`` to ``path`` in the format its extension names, as rows of
     ``LIST_FIELDS`` (the DCASE layout for .tsv).
 
     The file is written whole or not at all (a hidden temporary file beside it, then ``os.replace``), so an
     interrupted ``snapkit detect`` never leaves half an event list. An existing file is replaced: event lists are
-    derived data that a re-run reproduces, unlike recordings, which snapkit never overwrites.
+    derived data that a re-run reproduces, unlike recordings, which snapkit never overwrites. It takes no lock: the
+    caller holds :func:`lock_event_file` for as long as it owns the file (``snapkit detect`` does, start to end).
 
     Raises:
         SnapkitError: the extension is none of ``EVENT_FORMATS``, or the file cannot be written.
@@ -310,7 +341,7 @@ def write_events(path: str | Path, rows: Sequence[tuple[str, Event]]) -> Path:
             raise ValueError(f"Event {event} has no offset; write only finished events ('end' updates).")
         records.append({"filename": filename, **event.to_dict()})
     with replace_atomically(path) as tmp:
-        writer = fmt.open(tmp, LIST_FIELDS)
+        writer = fmt.open(tmp, LIST_FIELDS, atomic=False)
         try:
             writer.write(records)
         finally:

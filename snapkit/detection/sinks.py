@@ -23,8 +23,9 @@ import numpy as np
 
 from snapkit.audio.io import write_wav
 from snapkit.detection.events import UPDATE_FIELDS, EventUpdate, iso_time, wall_clock
-from snapkit.detection.outputs import EventWriter, event_format
+from snapkit.detection.outputs import EventWriter, event_format, lock_event_file
 from snapkit.errors import SnapkitError
+from snapkit.files import check_writable
 
 Warn = Callable[[str], None]
 
@@ -131,6 +132,9 @@ class EventLog(Sink):
     so a crash or Ctrl-C loses nothing already reported and never leaves a broken file. A .tsv (the DCASE layout)
     holds finished events only; a live session has no audio file, so its rows name the session by the wall-clock
     time of its stream second 0, which keeps the stream-second onsets of sessions appended to one file apart.
+
+    One writer per file: the log holds :func:`~snapkit.detection.outputs.lock_event_file` from opening to closing,
+    so a second snapkit appending to the same file is refused (SnapkitError naming it) instead of mixing its lines in.
     """
 
     name = "event log"
@@ -139,7 +143,12 @@ class EventLog(Sink):
         super().__init__(on_warning)
         self.path = Path(path)
         self.format = event_format(self.path)
-        self._file: EventWriter | None = self.format.open(self.path, LOG_FIELDS)
+        self._lock = lock_event_file(self.path)
+        try:
+            self._file: EventWriter | None = self.format.open(self.path, LOG_FIELDS)
+        except BaseException:
+            self._lock.release()
+            raise
         self.lines_written = 0
 
     def _handle(self, update: EventUpdate, wall_time: datetime) -> None:
@@ -151,9 +160,12 @@ class EventLog(Sink):
         self.lines_written += 1
 
     def _close(self) -> None:
-        if self._file is not None:
-            writer, self._file = self._file, None
-            writer.close()
+        try:
+            if self._file is not None:
+                writer, self._file = self._file, None
+                writer.close()
+        finally:
+            self._lock.release()
 
 
 @dataclass(frozen=True)
@@ -255,14 +267,10 @@ class ClipSaver(Sink):
         if window_s is not None and window_s <= 0:
             raise SnapkitError(f"The clip window must be a positive number of seconds, not {window_s}.")
         self.directory = Path(directory)
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise SnapkitError(f"{self.directory} is a file, not a folder; give a folder to save clips in.") from None
-        except OSError as err:
-            raise SnapkitError(
-                f"Cannot create the clip folder {self.directory} ({err.strerror or err}); choose another folder."
-            ) from None
+        if self.directory.exists() and not self.directory.is_dir():
+            raise SnapkitError(f"{self.directory} is a file, not a folder; give a folder to save clips in.")
+        # Really written once now (a read-only or full disk), so a bad folder is refused before any audio is heard.
+        check_writable(self.directory, what="the clip folder", instead="choose another folder")
         self.pre_roll_s = float(pre_roll_s)
         self.post_roll_s = float(post_roll_s)
         self.sample_rate_hz = int(sample_rate_hz)

@@ -34,7 +34,7 @@ import torch
 
 import snapkit
 from snapkit.errors import SnapkitError
-from snapkit.files import replace_atomically
+from snapkit.files import INCOMPLETE_MARKER, replace_atomically
 from snapkit.models.backbones.registry import backbone_architecture
 from snapkit.models.calibration import (
     Calibration,
@@ -188,6 +188,11 @@ def load_model(path: Path | str) -> ModelBundle:
         raise SnapkitError(
             f"{path} is a folder, not a model file; give the model.snapkit file that `snapkit train` wrote, "
             f"such as {path / 'model.snapkit'}."
+        )
+    if (path.parent / INCOMPLETE_MARKER).exists():
+        raise SnapkitError(
+            f"{path} belongs to a training run that did not finish ({path.parent / INCOMPLETE_MARKER} is beside "
+            "it); use a finished run, or train again."
         )
     try:
         contents = torch.load(path, map_location="cpu", weights_only=True)

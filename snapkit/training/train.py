@@ -11,7 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import shutil
+import signal
+import threading
 import time
+import typing
+import uuid
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -24,16 +30,16 @@ import lightning as L
 import numpy as np
 import torch
 
-from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL
+from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL, validate_label
 from snapkit.dataset.scan import Dataset, scan_dataset
-from snapkit.errors import SnapkitError
-from snapkit.files import jsonable, write_atomically
+from snapkit.errors import DatasetError, SnapkitError
+from snapkit.files import INCOMPLETE_MARKER, check_writable, disk_advice, jsonable, write_atomically
 from snapkit.models.backbones.base import FrameEmbedder
 from snapkit.models.backbones.registry import BACKBONES, load_backbone
 from snapkit.models.bundle import ModelBundle
 from snapkit.models.calibration import Calibration, ClassCalibration, check_budget
 from snapkit.models.classifier import SoundClassifier
-from snapkit.models.config import ModelConfig
+from snapkit.models.config import POOLINGS, ModelConfig
 from snapkit.training import tensorboard as tb
 from snapkit.training.augment import AugmentConfig, SpecAugment
 from snapkit.training.budget import TrainBudget, fit_steps, measure_seconds_per_view, plan_budget
@@ -53,6 +59,10 @@ from snapkit.training.profile import class_profiles
 from snapkit.training.progress import RunProgress
 
 BACKBONE_CHOICES = ("convnet", *BACKBONES)
+# What check_run_folder writes to try the runs folder (bytes): enough to tell a full disk, not a model's size.
+RUN_PROBE_BYTES = 1 << 16
+# Lightning's --accelerator names snapkit passes through (cuda and tpu are Lightning's too).
+ACCELERATORS = ("cpu", "gpu", "mps", "auto", "cuda", "tpu")
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,28 @@ class TrainSettings:
     convnet_future_frames: int | None = None
 
     def __post_init__(self) -> None:
+        # Every setting a user can give is checked here, before a plan is printed or a folder made: one sentence
+        # naming the option (as `snapkit train` spells it) and what it may be.
+        if self.backbone not in BACKBONE_CHOICES:
+            raise SnapkitError(f"--backbone {self.backbone!r} is unknown; choose one of {', '.join(BACKBONE_CHOICES)}.")
+        if self.pooling is not None and self.pooling not in POOLINGS:
+            raise SnapkitError(f"--pooling {self.pooling!r} is unknown; choose one of {', '.join(POOLINGS)}.")
+        if self.epochs is not None and self.epochs < 1:
+            raise SnapkitError(f"--epochs must be a whole number of at least 1, not {self.epochs}.")
+        if self.batch_size < 1:
+            raise SnapkitError(f"The batch size must be a whole number of at least 1, not {self.batch_size}.")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise SnapkitError(f"The learning rate must be more than 0, not {self.learning_rate}.")
+        if not self.weight_decay >= 0:
+            raise SnapkitError(f"The weight decay must be 0 or more, not {self.weight_decay}.")
+        if self.clip_s is not None and not self.clip_s > 0:
+            raise SnapkitError(f"--clip-s must be more than 0 seconds, not {self.clip_s}.")
+        if self.head_hidden < 0:
+            raise SnapkitError(f"--head-hidden must be 0 (a linear head) or a number of units, not {self.head_hidden}.")
+        try:
+            validate_label(self.background_label)
+        except SnapkitError as err:
+            raise SnapkitError(f"--background-label: {err}") from None
         if not 0.0 < self.val_fraction < 1.0:
             raise SnapkitError(f"val_fraction must be between 0 and 1 (a share per class), not {self.val_fraction}.")
         if self.max_folds < 2 or self.cv_below_clips < 0:
@@ -132,6 +164,103 @@ class TrainerOptions:
     num_nodes: int = 1
     precision: str | None = None
     progress_bar: bool = True
+
+
+def check_trainer_options(options: TrainerOptions) -> None:
+    """Refuse Lightning flags that cannot work here, before a plan is printed: an unknown ``--accelerator``,
+    ``--precision``, ``--strategy`` or ``--devices``, a GPU that is not there. Raises SnapkitError, one sentence
+    naming the option and what it may be."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    accelerator = options.accelerator.lower()
+    if accelerator not in ACCELERATORS:
+        raise SnapkitError(f"--accelerator {options.accelerator!r} is unknown; choose one of cpu, gpu, mps or auto.")
+    has_cuda = torch.cuda.is_available()
+    has_mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    if (accelerator == "cuda" and not has_cuda) or (accelerator == "gpu" and not (has_cuda or has_mps)):
+        raise SnapkitError(
+            f"--accelerator {options.accelerator}: this machine has no GPU that PyTorch can use; train on the "
+            "processor with --accelerator cpu (the default)."
+        )
+    if accelerator == "mps" and not has_mps:
+        raise SnapkitError(
+            "--accelerator mps: this machine has no Apple GPU (MPS) that PyTorch can use; train on the processor "
+            "with --accelerator cpu (the default)."
+        )
+    precisions = _lightning_precisions()
+    if options.precision is not None and options.precision not in precisions:
+        raise SnapkitError(
+            f"--precision {options.precision!r} is unknown; choose one of {', '.join(precisions)} (default: 32-true)."
+        )
+    strategies = ("auto", *StrategyRegistry.available_strategies())
+    if options.strategy not in strategies:
+        raise SnapkitError(
+            f"--strategy {options.strategy!r} is unknown; choose auto, ddp, ddp_spawn, fsdp or another of "
+            "Lightning's strategies."
+        )
+    devices = options.devices.strip()
+    listed = [part.strip() for part in devices.split(",") if part.strip()]
+    if devices != "auto" and devices != "-1" and not (listed and all(part.isdigit() for part in listed)):
+        raise SnapkitError(
+            f"--devices {options.devices!r} is not a device choice; give a count such as 2, a list of GPU numbers "
+            "such as 0,1, or auto."
+        )
+    if devices.isdigit() and int(devices) < 1:
+        raise SnapkitError("--devices 0 trains on nothing; give a count of at least 1, a list such as 0,1, or auto.")
+    # What only Lightning knows (a list of GPUs on the CPU, a strategy whose package is missing): build a Trainer,
+    # which checks these flags against the machine without training or writing anything.
+    try:
+        with _quiet_lightning(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            L.Trainer(
+                accelerator=options.accelerator,
+                devices=options.devices,
+                strategy=options.strategy,
+                num_nodes=options.num_nodes,
+                precision=options.precision,  # type: ignore[arg-type]
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+            )
+    except Exception as err:  # Lightning raises several kinds here (MisconfigurationException, ValueError, ...)
+        flags = (
+            f"--accelerator {options.accelerator} --devices {options.devices} --strategy {options.strategy}"
+            + (f" --num-nodes {options.num_nodes}" if options.num_nodes != 1 else "")
+            + (f" --precision {options.precision}" if options.precision else "")
+        )
+        reason = " ".join(str(err).split()).rstrip(".")
+        raise SnapkitError(
+            f"Lightning cannot train with {flags} on this machine ({reason}); change those options or leave them out."
+        ) from None
+
+
+def _lightning_precisions() -> tuple[str, ...]:
+    """The --precision values this Lightning accepts, e.g. 16-mixed, bf16-mixed, 32-true, 64-true, 32."""
+    try:
+        from lightning.fabric.connector import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
+    except ImportError:  # a private name: should a later Lightning move it, fall back to the 2.x list
+        return ("16-mixed", "bf16-mixed", "16-true", "bf16-true", "32-true", "64-true", "16", "bf16", "32", "64")
+    return (*typing.get_args(_PRECISION_INPUT_STR), *typing.get_args(_PRECISION_INPUT_STR_ALIAS))
+
+
+def check_run_folder(out_dir: Path) -> None:
+    """Refuse a run folder that would mix this run with earlier results, or that cannot be written, before any
+    work: ``out_dir`` must not exist, or be an empty folder, and its parent must take files."""
+    out_dir = Path(out_dir)
+    if (out_dir / "model.snapkit").exists():
+        raise SnapkitError(
+            f"{out_dir / 'model.snapkit'} already exists; choose another --out so no trained model is replaced."
+        )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SnapkitError(f"--out {out_dir} is a file; give a folder name for the run.")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        raise SnapkitError(
+            f"The run folder {out_dir} already holds files; choose another --out (or empty it) so this run's results "
+            "are not mixed with others."
+        )
+    # 64 KiB really written: a full disk is refused here, before the plan, rather than after it.
+    check_writable(out_dir.parent, what="the runs folder", instead="choose another --out", size_bytes=RUN_PROBE_BYTES)
 
 
 @dataclass
@@ -209,8 +338,7 @@ def plan_training(
     With ``measure_speed`` (ConvNet only) one batch is trained here, a second or two, so the plan can state how
     long the run will take and fit it into ``settings.max_minutes``.
     """
-    if settings.backbone not in BACKBONE_CHOICES:
-        raise SnapkitError(f"--backbone {settings.backbone!r} is unknown; choose one of {', '.join(BACKBONE_CHOICES)}.")
+    check_run_folder(out_dir)
     dataset = scan_dataset(data_dir, background_label=settings.background_label)
     notes = check_trainable(dataset)
     counts = Counter(c.label for c in dataset.readable)
@@ -300,14 +428,73 @@ def run_training(
 
     Four steps: load the clips (and, for a head, their cached views); fit every cross-validation fold and the final
     model (:func:`_fit_all`); calibrate and report on the held-out clips (:func:`_assess`); save (:func:`_save`).
+
+    The run is built in a hidden folder beside ``plan.out_dir`` (``.NAME.incomplete-...``, holding an
+    ``INCOMPLETE`` marker) and renamed to ``plan.out_dir`` only once the model and its metrics are written. So Ctrl-C
+    (KeyboardInterrupt, re-raised), an error or a full disk leave no run folder behind, and nothing that finds runs
+    by their ``model.snapkit`` (``detect``, the workbench) can take a half-done run for a model.
     """
+    out = Path(plan.out_dir)
+    check_run_folder(out)
+    staging = out.parent / f".{out.name}.incomplete-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    try:
+        staging.mkdir(parents=True)
+        (staging / INCOMPLETE_MARKER).write_text(
+            f"snapkit train is building the run {out.name} here, or was stopped before it finished; this folder holds "
+            "no finished model and can be deleted once no training runs.\n",
+            encoding="utf-8",
+        )
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise SnapkitError(
+            f"Cannot create the run folder {out} ({err.strerror or err}): {disk_advice(err)}, or choose another --out."
+        ) from None
+    try:
+        result = _train_into(plan, staging, weights, trainer_options or TrainerOptions(), log)
+    except SnapkitError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        # Name files where the user will look for them (the run folder), not in the hidden folder that is gone.
+        raise SnapkitError(str(err).replace(str(staging), str(out))) from err
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        where = f"{str(err.filename).replace(str(staging), str(out))}: " if err.filename else ""
+        raise SnapkitError(
+            f"Training stopped on a file error ({where}{err.strerror or err}): {disk_advice(err)}, then train again; "
+            "nothing was saved."
+        ) from None
+    except BaseException:  # Ctrl-C, or a bug: no half-done run is left behind either way
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return _move_into_place(result, staging, out)
+
+
+def _move_into_place(result: TrainResult, staging: Path, out: Path) -> TrainResult:
+    """Rename the finished run ``staging`` to ``out``; returns ``result`` with its paths in ``out``."""
+    try:
+        (staging / INCOMPLETE_MARKER).unlink()
+        if out.is_dir():  # empty (check_run_folder): rename replaces an empty folder on Linux, not everywhere
+            out.rmdir()
+        os.rename(staging, out)
+    except OSError as err:
+        raise SnapkitError(
+            f"The model is trained but could not be moved to {out} ({err.strerror or err}); it is complete in "
+            f"{staging}: rename that folder to use it."
+        ) from None
+    return replace(
+        result,
+        bundle_path=out / result.bundle_path.name,
+        metrics_path=out / result.metrics_path.name,
+        tensorboard_dir=out / result.tensorboard_dir.name,
+    )
+
+
+def _train_into(
+    plan: TrainPlan, out: Path, weights: Path | None, options: TrainerOptions, log: Callable[[str], None]
+) -> TrainResult:
+    """The run itself, written into the folder ``out``; see :func:`run_training`."""
     start = time.monotonic()
-    s, options = plan.settings, trainer_options or TrainerOptions()
-    out = plan.out_dir
-    out.mkdir(parents=True, exist_ok=True)
+    s = plan.settings
     bundle_path = out / "model.snapkit"
-    if bundle_path.exists():
-        raise SnapkitError(f"{bundle_path} already exists; choose another --out so no trained model is replaced.")
     L.seed_everything(s.seed, workers=True, verbose=False)
 
     backbone = load_backbone(s.backbone, weights) if s.is_head else None
@@ -315,6 +502,12 @@ def run_training(
     template = SoundClassifier(config, backbone)
     dataset = plan.dataset or scan_dataset(plan.data_dir, background_label=s.background_label)
     clips = load_clipset(dataset, template.sample_rate_hz, progress=options.progress_bar)
+    if clips.skipped:
+        # A clip deleted or changed since the scan: the plan (classes, folds, time) no longer describes the data.
+        raise DatasetError(
+            f"{len(clips.skipped)} clip(s) could not be read any more after training was planned (first: "
+            f"{clips.skipped[0].rstrip('.')}); nothing was trained, so run `snapkit train` again."
+        )
     clip_samples = round((s.clip_s or CONVNET_CLIP_S) * template.sample_rate_hz)
     inputs = TrainingInputs(plan, clips, template, backbone, clip_samples, log, progress=options.progress_bar)
     pace = _Pace(plan, start, log, plain_lines=not options.progress_bar)
@@ -343,7 +536,7 @@ def run_training(
         else entry
         for label, entry in thresholds.items()
     }
-    calibration = _fit_budget(plan, config, clips, inputs.backgrounds, final, calibration, report, notes, log)
+    calibration = _fit_budget(plan, out, config, clips, inputs.backgrounds, final, calibration, report, notes, log)
     seconds = time.monotonic() - start
     metrics_path = _save(plan, final.model.eval(), config, calibration, report, seconds, bundle_path)
     return TrainResult(
@@ -433,6 +626,7 @@ def _assess(
 
 def _fit_budget(
     plan: TrainPlan,
+    out: Path,
     config: ModelConfig,
     clips: ClipSet,
     backgrounds: list[int],
@@ -473,7 +667,7 @@ def _fit_budget(
     notes.extend(result.notes)
     if final.logger is not None:
         log_curves(final.logger.experiment, result.calibration)
-    write_curve_png(result.calibration, plan.out_dir / "calibration.png")
+    write_curve_png(result.calibration, out / "calibration.png")
     return result.calibration
 
 
@@ -566,11 +760,28 @@ def _fit(
             log_every_n_steps=1,
             num_sanity_val_steps=0,
         )
-        trainer.fit(module, datamodule=data)
-    if trainer.interrupted:
-        raise KeyboardInterrupt
+        _fit_interruptibly(trainer, module, data)
     pace.fit_done(name, trainer.global_step, s.batch_size)
     return module
+
+
+def _fit_interruptibly(trainer: L.Trainer, module: SoundEventModule, data: L.LightningDataModule) -> None:
+    """``trainer.fit``, with Ctrl-C raised as KeyboardInterrupt. Lightning 2.x catches Ctrl-C itself, ignores SIGINT
+    from then on and ends the process with ``sys.exit(1)``: snapkit would stop without a word, with exit code 1, and
+    a second Ctrl-C would do nothing. The SIGINT handler is put back too."""
+    in_main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if in_main else None
+    try:
+        trainer.fit(module, datamodule=data)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+    if trainer.interrupted:
+        raise KeyboardInterrupt
 
 
 class _Pace:

@@ -31,7 +31,7 @@ from snapkit.dataset.relabel import Batch, pending_batches, relabel_clips, undo_
 from snapkit.dataset.scan import DEFAULT_SILENCE_THRESHOLD_DBFS, find_problems, scan_dataset
 from snapkit.dataset.store import drops_silent_clips, save_clip
 from snapkit.errors import SnapkitError
-from snapkit.files import jsonable
+from snapkit.files import INCOMPLETE_MARKER, jsonable
 from snapkit.ui.security import PathRefused, inside
 
 TRASH_DIR = ".snapkit-trash"
@@ -257,7 +257,7 @@ class Workbench:
         """The runs in RUNS that hold a model, newest first."""
         if not self.runs_dir.is_dir():
             return []
-        found = [p.parent for p in self.runs_dir.glob("*/model.snapkit")]
+        found = [p.parent for p in self.runs_dir.glob("*/model.snapkit") if is_finished_run(p.parent)]
         return [
             run.name for run in sorted(found, key=lambda run: (run / "model.snapkit").stat().st_mtime, reverse=True)
         ]
@@ -335,8 +335,14 @@ def _listen_log_scores(folder: Path) -> dict[str, float]:
     return scores
 
 
+def is_finished_run(run: Path) -> bool:
+    """A run folder ``snapkit train`` completed: not one it is still building (hidden, with an INCOMPLETE marker)."""
+    return not run.name.startswith(".") and not (run / INCOMPLETE_MARKER).exists()
+
+
 def _newest_model_time(runs_dir: Path) -> float | None:
-    times = [p.stat().st_mtime for p in runs_dir.glob("*/model.snapkit")] if runs_dir.is_dir() else []
+    runs = [p for p in runs_dir.glob("*/model.snapkit") if is_finished_run(p.parent)] if runs_dir.is_dir() else []
+    times = [p.stat().st_mtime for p in runs]
     return max(times) if times else None
 
 
