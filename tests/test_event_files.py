@@ -140,9 +140,15 @@ class FakeMic:
     wav = Path()  # set by the engine fixture
     interrupt = False
 
-    def __init__(self, device: str | int | None = None, sample_rate_hz: int | None = None) -> None:
+    def __init__(
+        self, device: str | int | None = None, sample_rate_hz: int | None = None, block_s: float = BLOCK_S
+    ) -> None:
         self.device = types.SimpleNamespace(index=3, name="Fake Mic")
         self.sample_rate_hz = sample_rate_hz or sf.info(str(self.wav)).samplerate  # the device's own rate
+        self.overflows = self.dropped = self.lost_n = 0
+
+    def start(self) -> FakeMic:
+        return self
 
     def __enter__(self) -> FakeMic:
         return self
@@ -162,7 +168,7 @@ class FakeMic:
                 time.sleep(0.01)
                 yield block
 
-    def first_sample_wall_time_s(self) -> float:
+    def first_sample_wall_time_s(self, timeout_s: float = 15.0) -> float:
         return WALL.timestamp()
 
     def close(self) -> None:
