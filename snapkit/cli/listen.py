@@ -37,6 +37,7 @@ from snapkit.errors import SnapkitError
 
 if TYPE_CHECKING:
     from snapkit.detection.detector import Detector
+    from snapkit.detection.group import DetectorGroup
 
 PROBABILITY_BAR_WIDTH = 24
 EVENTS_HELP = (
@@ -83,7 +84,14 @@ MqttDeviceOption = Annotated[
 
 
 def listen(
-    model: Annotated[Path, typer.Argument(help=MODEL_HELP)],
+    models: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="MODEL...",
+            help=MODEL_HELP + " Several listen on one microphone at once; those trained on the same pretrained "
+            "backbone (e.g. sfx-cnn9) share it, so each more costs only its small head.",
+        ),
+    ],
     device: DeviceOption = None,
     samplerate: SampleRateOption = None,
     events: EventsOption = None,
@@ -154,8 +162,12 @@ def listen(
     # One small window per hop gains little from intra-op threads, and torch's idle OpenMP workers spin: with the
     # default pool, listening used 2.3x the CPU of a single thread for the same events (measured on 2 cores).
     torch.set_num_threads(threads)
-    bundle = load_model(model)
-    settings, thresholds_why = detector_settings(bundle, mode.value, hop, sensitivity, threshold, min_level_dbfs)
+    bundles = [load_model(model) for model in models]
+    chosen = [
+        detector_settings(b, mode.value, hop, sensitivity, _thresholds_for(b, threshold, bundles), min_level_dbfs)
+        for b in bundles
+    ]
+    thresholds_why = "; ".join(dict.fromkeys(part for _, why in chosen for part in why.split("; ")))
     interactive = console.is_terminal
     with contextlib.ExitStack() as stack:
         # Everything a user can get wrong (log extension, URL, command, device) is checked before listening starts;
@@ -174,9 +186,19 @@ def listen(
         # Resolving the device opens nothing yet: the stream starts only once the detector is ready, so stream
         # second 0 is the moment listening really begins.
         mic = ReconnectingMicrophone(device, samplerate, log=print_warning, open_mic=MicrophoneSource)
-        detector = Detector(bundle, settings, sample_rate_hz=mic.sample_rate_hz)
+        detector: Detector | DetectorGroup
+        if len(bundles) == 1:
+            detector = Detector(bundles[0], chosen[0][0], sample_rate_hz=mic.sample_rate_hz)
+        else:
+            from snapkit.detection.group import build_detector
+
+            settings = [s for s, _ in chosen]
+            detector = build_detector(
+                bundles, settings, sample_rate_hz=mic.sample_rate_hz, names=[str(m) for m in models]
+            )
         if mqtt_settings is not None:
-            publisher = MqttNotifier(mqtt_settings, detector.labels, model_name=mqtt_model_name(model))
+            model_name = "+".join(mqtt_model_name(model) for model in models)
+            publisher = MqttNotifier(mqtt_settings, detector.labels, model_name=model_name)
             notifiers.append(_closing(stack, publisher))
             # Connected now, before the microphone opens: refused credentials stop here, an absent broker warns.
             publisher.start()
@@ -188,7 +210,7 @@ def listen(
         else:
             sinks.append(EventPrinter())
         thresholds = detector.thresholds
-        _print_settings(model, detector, thresholds, thresholds_why, mic, threads, events, save_clips, notifiers)
+        _print_settings(models, detector, thresholds, thresholds_why, mic, threads, events, save_clips, notifiers)
         stack.enter_context(mic)
         # Stream second 0 is when the first sample was captured, not when the device was asked to start.
         wall_time = datetime.fromtimestamp(mic.first_sample_wall_time_s()).astimezone()
@@ -213,14 +235,28 @@ def listen(
         _print_summary(summary, events, save_clips)  # inside: the --log file gets it too
 
 
+def _thresholds_for(bundle: Any, thresholds: list[str] | None, bundles: list[Any]) -> list[str] | None:
+    """The --threshold entries for ``bundle``: with several models each entry goes to the one with its class (an
+    entry no model has is left to the first, whose check names the classes)."""
+    if thresholds is None or len(bundles) == 1:
+        return thresholds
+    mine = []
+    for text in thresholds:
+        label = text.partition("=")[0].strip()
+        owner = next((b for b in bundles if label in b.config.labels), bundles[0])
+        if owner is bundle:
+            mine.append(text)
+    return mine
+
+
 def _closing(stack: contextlib.ExitStack, thing: Any) -> Any:
     stack.callback(thing.close)
     return thing
 
 
 def _print_settings(
-    model: Path,
-    detector: Detector,
+    models: list[Path],
+    detector: Detector | DetectorGroup,
     thresholds: dict[str, tuple[float, float]],
     thresholds_why: str,
     mic: ReconnectingMicrophone,
@@ -230,8 +266,9 @@ def _print_settings(
     notifiers: list[Notifier],
 ) -> None:
     classes = ", ".join(f"{label} (on {on:.2f} / off {off:.2f})" for label, (on, off) in thresholds.items())
+    names = ", ".join(map(str, models))
     lines = [
-        f"Listening with {model}: {len(detector.labels)} class(es): {classes} ({thresholds_why}).",
+        f"Listening with {names}: {len(detector.labels)} class(es): {classes} ({thresholds_why}).",
         f"Device {mic.device.index} ({mic.device.name}) at {mic.sample_rate_hz} Hz on {threads} CPU thread(s); "
         f"{detector.describe()}.",
     ]
