@@ -211,9 +211,24 @@ def test_listens_own_checks_refuse_a_bad_threshold_before_anything_is_written(mo
     assert not (tmp_path / "systemd").exists()
 
 
-def test_two_models_are_one_sentence(model_file: Path, tmp_path: Path) -> None:
-    result = _install(str(model_file), str(model_file), "--user", config=tmp_path)
-    assert isinstance(result.exception, SnapkitError) and "one service per model" in str(result.exception)
+def test_several_models_and_a_rotating_log_go_into_one_unit(model_file: Path, tmp_path: Path) -> None:
+    import torch
+
+    from snapkit.models import ModelBundle, ModelConfig, SoundClassifier
+
+    other = ModelBundle.from_model(SoundClassifier(ModelConfig(backbone="convnet", labels=("kettle",)), None).eval())
+    other_file = other.save(tmp_path / "kettle" / "model.snapkit")
+    torch.manual_seed(0)
+    result = _install(str(model_file), str(other_file), "--user", "--dry-run", "--threshold", "kettle=0.7",
+                      "--log", "listen.log", "--log-max-mb", "5", config=tmp_path)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    args = _exec_start(result.output.split("\n", 1)[1])
+    listen_at = args.index("listen")
+    assert args[listen_at + 1 : listen_at + 3] == [str(model_file), str(other_file)]
+    assert args[args.index("--log") + 1] == str(Path("listen.log").resolve()) and "--log-max-mb" in args
+    assert args[args.index("--threshold") + 1] == "kettle=0.7"  # the second model's class: accepted
+    clash = _install(str(model_file), str(model_file), "--user", "--dry-run", config=tmp_path)
+    assert isinstance(clash.exception, SnapkitError) and "both detect 'beep'" in str(clash.exception)
 
 
 def test_end_to_end_a_missing_model_and_an_unwritable_folder_are_one_sentence(model_file: Path, tmp_path: Path) -> None:

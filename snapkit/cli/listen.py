@@ -25,6 +25,7 @@ from snapkit.cli.options import (
     SensitivityOption,
     ThresholdOption,
     detector_settings,
+    thresholds_for,
 )
 from snapkit.cli.ui import DetectorMode, ModeOption, console, level_bar
 from snapkit.detection.live import LiveStatus, LiveSummary, run_live
@@ -164,7 +165,7 @@ def listen(
     torch.set_num_threads(threads)
     bundles = [load_model(model) for model in models]
     chosen = [
-        detector_settings(b, mode.value, hop, sensitivity, _thresholds_for(b, threshold, bundles), min_level_dbfs)
+        detector_settings(b, mode.value, hop, sensitivity, thresholds_for(b, threshold, bundles), min_level_dbfs)
         for b in bundles
     ]
     thresholds_why = "; ".join(dict.fromkeys(part for _, why in chosen for part in why.split("; ")))
@@ -233,20 +234,6 @@ def listen(
                 detector, mic, sinks, notifiers, clip_saver=saver, duration_s=duration, wall_time=wall_time
             )
         _print_summary(summary, events, save_clips)  # inside: the --log file gets it too
-
-
-def _thresholds_for(bundle: Any, thresholds: list[str] | None, bundles: list[Any]) -> list[str] | None:
-    """The --threshold entries for ``bundle``: with several models each entry goes to the one with its class (an
-    entry no model has is left to the first, whose check names the classes)."""
-    if thresholds is None or len(bundles) == 1:
-        return thresholds
-    mine = []
-    for text in thresholds:
-        label = text.partition("=")[0].strip()
-        owner = next((b for b in bundles if label in b.config.labels), bundles[0])
-        if owner is bundle:
-            mine.append(text)
-    return mine
 
 
 def _closing(stack: contextlib.ExitStack, thing: Any) -> Any:

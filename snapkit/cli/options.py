@@ -128,3 +128,17 @@ def detector_settings(
     if overrides:
         why.append("set by --threshold: " + ", ".join(sorted(overrides)))
     return settings, "; ".join(why)
+
+
+def thresholds_for(bundle: Any, thresholds: list[str] | None, bundles: list[Any]) -> list[str] | None:
+    """The --threshold entries for ``bundle``: with several models each entry goes to the one with its class (an
+    entry no model has is left to the first, whose check names the classes)."""
+    if thresholds is None or len(bundles) == 1:
+        return thresholds
+    mine = []
+    for text in thresholds:
+        label = text.partition("=")[0].strip()
+        owner = next((b for b in bundles if label in b.config.labels), bundles[0])
+        if owner is bundle:
+            mine.append(text)
+    return mine

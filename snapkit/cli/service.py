@@ -14,8 +14,23 @@ from typing import Annotated
 import typer
 
 from snapkit.cli.help import SnapkitGroup, use_snapkit_help
-from snapkit.cli.listen import MODEL_HELP, EventsOption, MqttDeviceOption, MqttOption, SaveClipsOption
-from snapkit.cli.options import DeviceOption, MinLevelOption, SensitivityOption, ThresholdOption, detector_settings
+from snapkit.cli.listen import (
+    MODEL_HELP,
+    EventsOption,
+    LogMaxOption,
+    LogOption,
+    MqttDeviceOption,
+    MqttOption,
+    SaveClipsOption,
+)
+from snapkit.cli.options import (
+    DeviceOption,
+    MinLevelOption,
+    SensitivityOption,
+    ThresholdOption,
+    detector_settings,
+    thresholds_for,
+)
 from snapkit.cli.ui import DetectorMode, console
 from snapkit.detection.mqtt import PASSWORD_ENV, parse_mqtt_url
 from snapkit.detection.service import (
@@ -29,6 +44,7 @@ from snapkit.detection.service import (
     render_unit,
     unit_path,
 )
+from snapkit.detection.textlog import DEFAULT_LOG_MAX_MB
 from snapkit.errors import SnapkitError
 
 service_app = typer.Typer(
@@ -49,6 +65,8 @@ def install(
     min_level_dbfs: MinLevelOption = None,
     mqtt: MqttOption = None,
     mqtt_device: MqttDeviceOption = None,
+    log: LogOption = None,
+    log_max_mb: LogMaxOption = DEFAULT_LOG_MAX_MB,
     user: Annotated[
         bool,
         typer.Option(
@@ -66,28 +84,36 @@ def install(
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace a unit of the same name.")] = False,
 ) -> None:
-    """Write a systemd unit that runs `snapkit listen MODEL` with these options, restarts it on failure and logs to
+    """Write a systemd unit that runs `snapkit listen MODEL...` with these options, restarts it on failure and logs to
     the journal, then print how to start it."""
+    from snapkit.detection.group import check_distinct_labels
     from snapkit.detection.outputs import event_format
     from snapkit.models.bundle import load_model
 
-    if len(model) > 1:
-        raise SnapkitError(
-            f"`snapkit listen` runs one model, so a service runs one too ({len(model)} were given); install one "
-            "service per model, each with its own --name."
-        )
-    model_path = model[0]
-    unit_name = check_unit_name(name) if name is not None else default_unit_name(model_path)
+    unit_name = check_unit_name(name) if name is not None else default_unit_name(model[0])
     env_file = _check_mqtt(mqtt, mqtt_device, environment_path(unit_name, user))
+    if log_max_mb <= 0:
+        raise SnapkitError(f"--log-max-mb must be above 0, not {log_max_mb:g}.")
     # listen's own checks, so a bad path or threshold fails here and not in a restart loop.
-    detector_settings(load_model(model_path), DetectorMode.auto.value, None, sensitivity, threshold, min_level_dbfs)
+    bundles = [load_model(path) for path in model]
+    check_distinct_labels(bundles, [str(path) for path in model])
+    for bundle in bundles:
+        detector_settings(
+            bundle,
+            DetectorMode.auto.value,
+            None,
+            sensitivity,
+            thresholds_for(bundle, threshold, bundles),
+            min_level_dbfs,
+        )
     if events is not None:
         event_format(events)
     settings = ServiceSettings(
         name=unit_name,
         command=listen_command(
-            model_path,
-            _listen_args(device, events, save_clips, sensitivity, threshold, min_level_dbfs, mqtt, mqtt_device),
+            model,
+            _listen_args(device, events, save_clips, sensitivity, threshold, min_level_dbfs, mqtt, mqtt_device)
+            + _log_args(log, log_max_mb),
         ),
         working_dir=Path.cwd(),
         user_unit=user,
@@ -138,6 +164,13 @@ def _check_mqtt(mqtt: str | None, mqtt_device: str | None, env_file: Path) -> Pa
             f"from the URL and put {PASSWORD_ENV}=... into {env_file} (chmod 600), which the unit reads."
         )
     return env_file if settings.username is not None else None
+
+
+def _log_args(log: Path | None, log_max_mb: float) -> list[str]:
+    """``--log`` (absolute) and its size, when given: a file log beside the journal, rotated by size."""
+    if log is None:
+        return []
+    return ["--log", os.path.abspath(log), "--log-max-mb", f"{log_max_mb:g}"]
 
 
 def _listen_args(

@@ -91,16 +91,7 @@ def build_detector(
     in one sentence: their events could not be told apart."""
     if len(bundles) != len(settings):
         raise ValueError("build_detector: one DetectorSettings per bundle.")
-    names = list(names or [f"model {i + 1}" for i in range(len(bundles))])
-    seen: dict[str, str] = {}
-    for name, bundle in zip(names, bundles, strict=True):
-        for label in bundle.config.labels:  # type: ignore[attr-defined]
-            if label in seen:
-                raise SnapkitError(
-                    f"{seen[label]} and {name} both detect {label!r}; their events could not be told apart, so "
-                    "listen with one of them (or retrain one with another class name)."
-                )
-            seen[label] = name
+    check_distinct_labels(bundles, names)
     if len(bundles) == 1:
         return Detector(bundles[0], settings[0], sample_rate_hz=sample_rate_hz)
     groups: list[list[int]] = []
@@ -125,6 +116,21 @@ def build_detector(
         )
         detectors.append(Detector(stacked, merged, sample_rate_hz=sample_rate_hz))
     return detectors[0] if len(detectors) == 1 else DetectorGroup(detectors)
+
+
+def check_distinct_labels(bundles: Sequence[object], names: Sequence[str] | None = None) -> None:
+    """SnapkitError in one sentence when two of ``bundles`` (``names``: their files) detect a class of the same name:
+    their events could not be told apart."""
+    names = list(names or [f"model {i + 1}" for i in range(len(bundles))])
+    seen: dict[str, str] = {}
+    for name, bundle in zip(names, bundles, strict=True):
+        for label in bundle.config.labels:  # type: ignore[attr-defined]
+            if label in seen:
+                raise SnapkitError(
+                    f"{seen[label]} and {name} both detect {label!r}; their events could not be told apart, so "
+                    "listen with one of them (or retrain one with another class name)."
+                )
+            seen[label] = name
 
 
 def _same_run_settings(a: DetectorSettings, b: DetectorSettings) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,13 +53,14 @@ class ServiceSettings:
     environment_file: Path | None = None
 
 
-def listen_command(model: Path, listen_args: list[str]) -> tuple[str, ...]:
-    """``python -m snapkit listen MODEL ARGS`` with this interpreter and the model's absolute path.
+def listen_command(models: Path | Sequence[Path], listen_args: list[str]) -> tuple[str, ...]:
+    """``python -m snapkit listen MODEL... ARGS`` with this interpreter and the models' absolute paths.
 
     The interpreter, not a ``snapkit`` script, so the unit runs the same install (venv included) as this command;
     its path is not resolved, since resolving a venv's python symlink would leave the venv.
     """
-    return (os.path.abspath(sys.executable), "-m", "snapkit", "listen", os.path.abspath(model), *listen_args)
+    paths = [models] if isinstance(models, Path | str) else list(models)
+    return (os.path.abspath(sys.executable), "-m", "snapkit", "listen", *map(os.path.abspath, paths), *listen_args)
 
 
 def systemd_quote(argument: str) -> str:
