@@ -85,10 +85,9 @@ MqttDeviceOption = Annotated[
 
 
 def listen(
-    models: Annotated[
+    model: Annotated[
         list[Path],
         typer.Argument(
-            metavar="MODEL...",
             help=MODEL_HELP + " Several listen on one microphone at once; those trained on the same pretrained "
             "backbone (e.g. sfx-cnn9) share it, so each more costs only its small head.",
         ),
@@ -155,6 +154,7 @@ def listen(
     mqtt_settings = None if mqtt is None else parse_mqtt_url(mqtt, mqtt_device)
     if mqtt is None and mqtt_device is not None:
         raise SnapkitError("--mqtt-device names this listener for --mqtt; give --mqtt URL as well.")
+    models = model
     import torch
 
     from snapkit.detection.detector import Detector
