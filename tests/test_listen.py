@@ -790,3 +790,43 @@ def test_ctrl_c_while_the_threads_start_still_shuts_down_cleanly() -> None:
     run._dispatcher.start = interrupted  # type: ignore[method-assign]  # Ctrl-C between the two starts
     summary = run.run()
     assert summary.interrupted and source.closed and snapkit_threads() == []
+
+
+# ---------------------------------------------------------------------------------------------- the --log file
+
+
+def test_the_listen_log_rotates_by_size_and_keeps_three(tmp_path: Path) -> None:
+    from snapkit.detection.textlog import close_log_file, logger, open_log_file
+
+    path = tmp_path / "listen.log"
+    handler = open_log_file(path, max_mb=0.001, backups=3)  # 1000 bytes
+    try:
+        for i in range(200):
+            logger().info(f"line {i:04d} " + "x" * 40)
+    finally:
+        close_log_file(handler)
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == ["listen.log", "listen.log.1", "listen.log.2", "listen.log.3"]
+    assert all(p.stat().st_size <= 1100 for p in tmp_path.iterdir())
+    assert "line 0199" in path.read_text() and "INFO" in path.read_text()
+    assert handler not in logger().handlers
+
+
+def test_a_log_in_a_missing_folder_is_one_sentence(tmp_path: Path) -> None:
+    from snapkit.detection.textlog import open_log_file
+
+    with pytest.raises(SnapkitError, match=r"^--log .*: the folder .* does not exist; create it"):
+        open_log_file(tmp_path / "nowhere" / "listen.log")
+
+
+def test_warnings_reach_the_log_file_once_and_stderr_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from snapkit.detection.sinks import print_warning
+    from snapkit.detection.textlog import close_log_file, open_log_file
+
+    handler = open_log_file(tmp_path / "l.log")
+    try:
+        print_warning("the disk is full")
+    finally:
+        close_log_file(handler)
+    assert (tmp_path / "l.log").read_text().count("WARNING the disk is full") == 1
+    assert capsys.readouterr().err.count("the disk is full") == 1
