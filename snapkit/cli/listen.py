@@ -300,8 +300,8 @@ def _render(status: LiveStatus, thresholds: dict[str, tuple[float, float]]) -> G
     for stats in status.notifiers:
         trouble = stats.failed or stats.dropped
         footer.append(
-            f"   {stats.name}: sent {stats.sent} failed {stats.failed} dropped {stats.dropped} "
-            f"cooldown {stats.suppressed}",
+            f"   {stats.name}: sent {stats.sent} failed {stats.failed} dropped {stats.dropped}"
+            + (f" cooldown {stats.suppressed}" if stats.suppressed else ""),
             style="yellow" if trouble else "grey50",
         )
     if status.sink_failures:
@@ -330,8 +330,8 @@ def _print_summary(summary: LiveSummary, events: Path | None, save_clips: Path |
     _say(input_line + ("; events in those gaps may be missed." if trouble else "."), "yellow" if trouble else None)
     for stats in summary.notifiers:
         _say(
-            f"{stats.name}: {stats.sent} sent, {stats.failed} failed, {stats.dropped} dropped (queue full), "
-            f"{stats.suppressed} within the cooldown.",
+            f"{stats.name}: {stats.sent} sent, {stats.failed} failed, {stats.dropped} dropped (queue full)"
+            + (f", {stats.suppressed} within the cooldown." if stats.suppressed else "."),
             "yellow" if stats.failed or stats.dropped else None,
         )
     if summary.sink_failures:
