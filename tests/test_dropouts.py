@@ -27,6 +27,21 @@ from tests.test_listen import RATE, FakeDetector, planted
 BLOCK_N = 400  # 50 ms at RATE
 
 
+class Collect:
+    """A sink that keeps every update in ``got``."""
+
+    failures = 0
+
+    def __init__(self, got: list) -> None:
+        self.got = got
+
+    def handle(self, update: object, wall_time: object) -> None:
+        self.got.append(update)
+
+    def close(self) -> None:
+        pass
+
+
 # ---------------------------------------------------------------------------------------------- the clock alone
 
 
@@ -110,16 +125,7 @@ def test_onsets_after_dropped_blocks_are_not_early(fake_device: InputDevice, pac
     feed_card(mic, audio, lost, stamps=stamps)
     got: list = []
 
-    class Collect:
-        failures = 0
-
-        def handle(self, update: object, wall_time: object) -> None:
-            got.append(update)
-
-        def close(self) -> None:
-            pass
-
-    summary = run_live(FakeDetector(), mic, [Collect()], [], duration_s=len(audio) / RATE)
+    summary = run_live(FakeDetector(), mic, [Collect(got)], [], duration_s=len(audio) / RATE)
     ends = {u.event.label: u.event for u in got if u.kind == "end"}
     assert ends["knock"].onset_s == pytest.approx(3.0, abs=0.011) and ends["knock"].offset_s == pytest.approx(
         3.5, abs=0.011
@@ -201,16 +207,7 @@ def test_a_long_gap_restarts_the_detector_and_clips_stay_aligned(tmp_path: Path)
     detector = FakeDetector()
     got: list = []
 
-    class Collect:
-        failures = 0
-
-        def handle(self, update: object, wall_time: object) -> None:
-            got.append(update)
-
-        def close(self) -> None:
-            pass
-
-    summary = run_live(detector, source, [Collect()], [], clip_saver=saver)
+    summary = run_live(detector, source, [Collect(got)], [], clip_saver=saver)
     ends = [u.event for u in got if u.kind == "end"]
     assert [(e.label, e.onset_s) for e in ends] == [("knock", 1.0), ("clap", pytest.approx(2.5 + gap_s + 1.0))]
     assert detector.pushes == (len(first) + len(second)) // BLOCK_N  # the gap itself never ran the model
@@ -305,16 +302,7 @@ def test_a_device_that_goes_away_is_reopened_with_backoff_and_times_stay_true(
     detector = FakeDetector()
     got: list = []
 
-    class Collect:
-        failures = 0
-
-        def handle(self, update: object, wall_time: object) -> None:
-            got.append(update)
-
-        def close(self) -> None:
-            pass
-
-    summary = run_live(detector, mic, [Collect()], [], duration_s=2.0 + 12.5 + 2.0)
+    summary = run_live(detector, mic, [Collect(got)], [], duration_s=2.0 + 12.5 + 2.0)
     onsets = [u.event.onset_s for u in got if u.kind == "start"]
     assert onsets == [pytest.approx(1.0), pytest.approx(2.0 + 12.5 + 1.0)]
     assert waits == [0.01, 0.02, 0.02] and summary.reconnects == 1 and summary.lost_s == pytest.approx(12.5)
