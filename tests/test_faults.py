@@ -401,10 +401,12 @@ def test_record_asks_to_try_again_and_saves_the_take_once_space_is_freed(
     assert not (tmp_path / "rescue").exists()
 
 
+@pytest.mark.parametrize("answer", ["n\n", ""], ids=["no", "end-of-input"])
 def test_record_rescues_the_take_when_the_user_declines_to_retry(
-    mic: type[RecordMic], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mic: type[RecordMic], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: str
 ) -> None:
-    """Where no tmpfs can be mounted: the write layer refuses as a read-only disk would."""
+    """Where no tmpfs can be mounted: the write layer refuses as a read-only disk would. Answering no, or no answer
+    at all (end of input, as Ctrl-C at the question), keeps the take in the rescue folder."""
 
     def read_only(path: Path, audio: np.ndarray, rate: int) -> Path:
         if Path(path).is_relative_to(tmp_path / "data"):
@@ -419,7 +421,7 @@ def test_record_rescues_the_take_when_the_user_declines_to_retry(
     app.callback()(lambda: None)
     record_cli.register(app)
     args = ["record", "clap", "--data", str(tmp_path / "data"), "--clip-s", "0.2", "--countdown-s", "0"]
-    result = CliRunner().invoke(app, args, input="n\n")
+    result = CliRunner().invoke(app, args, input=answer)
     assert result.exit_code == 1 and isinstance(result.exception, store.TakeRescued)  # main() makes it exit 2
     rescued = result.exception.path
     assert rescued is not None and rescued.parent == tmp_path / "rescue" / "clap"

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import click
 import numpy as np
 import typer
 from rich.live import Live
@@ -222,7 +221,7 @@ def _ask_try_again(error: OSError, folder: Path) -> bool:
     )
     try:
         return typer.confirm("Try again?", default=True)
-    except click.exceptions.Abort:  # Ctrl-C or end of input at the question: rescue the take, do not drop it
+    except typer.Abort:  # Ctrl-C or end of input at the question: rescue the take, do not drop it
         return False
 
 
