@@ -45,17 +45,50 @@ class Collect:
 # ---------------------------------------------------------------------------------------------- the clock alone
 
 
-def test_adc_stamps_find_the_lost_samples_and_ignore_jitter() -> None:
+def test_a_gap_both_clocks_see_is_lost_and_jitter_is_not() -> None:
     clock = InputClock(RATE, tolerance_n=BLOCK_N)
-    t0 = 1000.0
-    assert clock.lost_before(BLOCK_N, adc_time_s=t0, callback_time_s=0.0, overflow=False) == 0
-    # Jitter of a few ms either way is not a loss.
-    assert clock.lost_before(BLOCK_N, adc_time_s=t0 + 0.05 + 0.004, callback_time_s=0.0, overflow=False) == 0
-    assert clock.lost_before(BLOCK_N, adc_time_s=t0 + 0.10 - 0.003, callback_time_s=0.0, overflow=False) == 0
-    # Three blocks (0.15 s) never arrived: the block after them was captured at 0.30 s instead of 0.15 s.
-    assert clock.lost_before(BLOCK_N, adc_time_s=t0 + 0.30, callback_time_s=0.0, overflow=True) == 3 * BLOCK_N
-    # And the clock goes on from there: the next block on time is not a loss.
-    assert clock.lost_before(BLOCK_N, adc_time_s=t0 + 0.35, callback_time_s=0.0, overflow=False) == 0
+
+    def block(adc_s: float, callback_s: float, overflow: bool = False) -> int:
+        return clock.lost_before(
+            BLOCK_N, adc_time_s=1000.0 + adc_s, callback_time_s=50.0 + callback_s, overflow=overflow
+        )
+
+    assert block(0.00, 0.06) == 0  # block 0: captured at 0, its callback once it is in (plus 10 ms)
+    assert block(0.054, 0.11) == 0  # jitter of a few ms is not a loss
+    assert block(0.097, 0.16) == 0
+    # Three blocks (0.15 s) never arrived: the next one was captured at 0.30 s instead of 0.15 s, called back late too.
+    assert block(0.30, 0.36, overflow=True) == 3 * BLOCK_N
+    assert block(0.35, 0.41) == 0  # and both clocks go on from there
+
+
+def test_stamps_that_run_ahead_while_callbacks_keep_time_are_no_loss() -> None:
+    """Through PulseAudio's ALSA plugin the stamps of a new stream ran 0.7 s ahead in its first 1.3 s (measured:
+    one every 100 ms for blocks 50 ms apart, callbacks exactly every 50 ms) with nothing lost."""
+    clock = InputClock(RATE, tolerance_n=BLOCK_N)
+    lost = [
+        clock.lost_before(
+            BLOCK_N,
+            adc_time_s=1000.0 + (0.05 * k if k <= 10 else 0.5 + 0.1 * (k - 10)),
+            callback_time_s=50.0 + 0.05 * (k + 1),
+            overflow=False,
+        )
+        for k in range(26)
+    ]
+    assert lost == [0] * 26
+
+
+def test_a_late_callback_with_good_stamps_is_no_loss() -> None:
+    clock = InputClock(RATE, tolerance_n=BLOCK_N)
+    late = [0.0, 0.0, 0.4, 0.4, 0.0, 0.0]  # two callbacks held up 0.4 s (a busy machine), then a burst
+    assert [
+        clock.lost_before(
+            BLOCK_N,
+            adc_time_s=1000.0 + 0.05 * k,
+            callback_time_s=50.0 + 0.05 * (k + 1) + late[k],
+            overflow=False,
+        )
+        for k in range(6)
+    ] == [0] * 6
 
 
 def test_without_stamps_a_late_callback_is_no_loss_unless_portaudio_flags_an_overflow() -> None:
@@ -93,8 +126,9 @@ def fake_device(monkeypatch: pytest.MonkeyPatch) -> InputDevice:
 
 
 def feed_card(mic: MicrophoneSource, audio: np.ndarray, lost_blocks: set[int], *, stamps: bool) -> None:
-    """Deliver ``audio`` through the PortAudio callback as a card would, block by block, except the blocks in
-    ``lost_blocks`` (an overrun: they never arrive, and the next one is flagged)."""
+    """Deliver ``audio`` through the PortAudio callback as a card would, block by block in real time, except the
+    blocks in ``lost_blocks`` (an overrun: they never arrive, and the next one is flagged). The callback clock reads
+    what a card paced in real time gives; with ``stamps`` each block also carries its capture time."""
     mic._stream = FakeStream()  # what start() would have opened
     flagged = False
     for k, start in enumerate(range(0, len(audio), BLOCK_N)):
@@ -102,13 +136,11 @@ def feed_card(mic: MicrophoneSource, audio: np.ndarray, lost_blocks: set[int], *
             flagged = True
             continue
         block = audio[start : start + BLOCK_N, None]
-        adc = 5000.0 + start / RATE if stamps else 0.0
-        callback_time = types.SimpleNamespace(inputBufferAdcTime=adc)
+        time_info = types.SimpleNamespace(inputBufferAdcTime=5000.0 + start / RATE if stamps else 0.0)
         status = types.SimpleNamespace(input_overflow=flagged)
         flagged = False
-        if not stamps:  # the callback's own clock stands in: make it read what a card paced in real time would give
-            sources.time.monotonic = lambda start=start: 9000.0 + (start + BLOCK_N) / RATE  # type: ignore[assignment]
-        mic._callback(block, len(block), callback_time, status)
+        sources.time.monotonic = lambda start=start: 9000.0 + (start + BLOCK_N) / RATE + 0.01  # type: ignore[assignment]
+        mic._callback(block, len(block), time_info, status)
 
 
 @pytest.fixture
@@ -166,6 +198,7 @@ def test_a_full_queue_counts_the_blocks_it_throws_away_as_lost(fake_device: Inpu
 
 
 def feed_card_more(mic: MicrophoneSource, k: int) -> None:
+    sources.time.monotonic = lambda: 9000.0 + (k + 1) * BLOCK_N / RATE + 0.01  # type: ignore[assignment]
     mic._callback(
         np.zeros((BLOCK_N, 1), np.float32),
         BLOCK_N,

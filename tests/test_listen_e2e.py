@@ -145,9 +145,13 @@ def test_listen_comes_back_after_the_sound_server_is_killed_and_restarted(
     ends = [json.loads(line) for line in events.read_text().splitlines() if '"end"' in line]
     heard = [(r["label"], datetime.fromisoformat(r["onset_time"]).timestamp() - played_at) for r in ends]
     nearest = [min((t - e.onset_s for e in truth if e.label == label), key=abs, default=np.inf) for label, t in heard]
-    # Heard at the true time (PulseAudio and paplay add under a second), not early by the time the server was away.
-    on_time = [d for d in nearest if 0.0 <= d < 1.0]
-    assert len(on_time) >= len(truth) - 1 and len(on_time) >= 1, (heard, truth)
+    # Heard at the true wall-clock time: paplay and PulseAudio add a fraction of a second, an onset can be placed a
+    # little early; not accounting for the time the server was away (seconds here) would put them far earlier.
+    offset = float(np.median(nearest)) if nearest else np.inf
+    away_s = float(text.split("is back after ")[1].split(" s")[0])
+    assert away_s > 1.5 and -0.3 < offset < 1.0, (offset, away_s, heard, truth)
+    matched = [d for d in nearest if abs(d - offset) < 0.15]
+    assert len(matched) >= max(1, len(truth) - 1), (heard, truth, offset)
 
 
 def _wait_for(predicate: Callable[[], bool], timeout_s: float) -> bool:

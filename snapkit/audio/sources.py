@@ -72,39 +72,47 @@ def timed_blocks(source: AudioSource) -> Iterator[Block]:
 
 
 class InputClock:
-    """Finds audio an input stream lost, from when each block was captured.
+    """Finds audio an input stream lost, from when each block was captured and when its callback ran.
 
-    PortAudio stamps each input block with the time its first sample was captured (``inputBufferAdcTime``, on the
-    stream's clock). The samples a stream should have delivered by then, less those it did, were lost. Where the
-    host gives no stamp (0), the time the callback ran stands in, but only for a block PortAudio flagged as
-    overflowed, because callbacks run late and in bursts without anything being lost. Losses up to ``tolerance_n``
-    (the stamps' jitter) are not counted. Pure arithmetic, one thread: the audio callback's.
+    Lost audio shows as time passing without samples: by the time a block arrives, the stream should have delivered
+    more samples than it did. Two clocks say when a block arrived, and neither is enough alone:
+
+    * PortAudio's capture stamp (``inputBufferAdcTime``) of the block's first sample. Exact where the host keeps it
+      well, but not everywhere: through PulseAudio's ALSA plugin it ran 0.7 s ahead of the audio in the first 1.3 s
+      of a stream, with nothing lost (measured: callbacks every 50 ms, stamps 100 ms apart);
+    * the time the callback ran, once the block's last sample was in. Late and bursty under load without anything
+      being lost.
+
+    A block's loss is what both clocks agree on (the smaller of the two), so a bad stamp and a late callback alone
+    count nothing, and a real gap, which moves both, counts. Where the host gives no stamps (0) the callback clock
+    counts alone, and only for a block PortAudio flagged as overflowed. Losses up to ``tolerance_n`` (the clocks'
+    jitter) are not counted. Pure arithmetic, one thread: the audio callback's.
     """
 
     def __init__(self, sample_rate_hz: int, tolerance_n: int) -> None:
         self.sample_rate_hz = sample_rate_hz
         self.tolerance_n = tolerance_n
-        self._origin_s: float | None = None
-        self._origin_is_adc = False
-        self._delivered_n = 0  # samples delivered, and lost, since the origin
+        self._adc_origin_s: float | None = None
+        self._callback_origin_s: float | None = None
+        self._delivered_n = 0  # samples delivered, and lost, since the first block
 
     def lost_before(self, frames: int, *, adc_time_s: float, callback_time_s: float, overflow: bool) -> int:
         """Samples lost just before a block of ``frames`` captured at ``adc_time_s`` (0: unknown) whose callback
         ran at ``callback_time_s`` (a monotonic clock); ``overflow`` is PortAudio's input-overflow flag."""
-        use_adc = adc_time_s > 0
-        # A stamp marks the block's first sample; the callback runs once its last one is in.
-        stamp_s = adc_time_s if use_adc else callback_time_s
-        reached_n = self._delivered_n if use_adc else self._delivered_n + frames  # samples before the stamp
-        if self._origin_s is None or use_adc != self._origin_is_adc:
-            # The first block, or the host stopped (or started) giving stamps: measure from here on.
-            self._origin_s, self._origin_is_adc = stamp_s - reached_n / self.sample_rate_hz, use_adc
-            self._delivered_n += frames
-            return 0
-        lost = 0
-        if use_adc or overflow:
-            behind_n = round((stamp_s - self._origin_s) * self.sample_rate_hz) - reached_n
-            if behind_n > self.tolerance_n:
-                lost = behind_n
+        rate = self.sample_rate_hz
+        # The callback runs once the block's last sample is in: compare it with the block's end.
+        if self._callback_origin_s is None:
+            self._callback_origin_s = callback_time_s - (self._delivered_n + frames) / rate
+        behind_n = round((callback_time_s - self._callback_origin_s) * rate) - (self._delivered_n + frames)
+        if adc_time_s > 0:
+            if self._adc_origin_s is None:  # the first stamped block: measure the stamps from here on
+                self._adc_origin_s = adc_time_s - self._delivered_n / rate
+            behind_n = min(behind_n, round((adc_time_s - self._adc_origin_s) * rate) - self._delivered_n)
+        else:
+            self._adc_origin_s = None  # a host that stops stamping: start afresh if it stamps again
+            if not overflow:
+                behind_n = 0
+        lost = behind_n if behind_n > self.tolerance_n else 0
         self._delivered_n += lost + frames
         return lost
 
