@@ -352,7 +352,7 @@ def test_clip_saver_waits_for_post_roll_then_writes_pre_and_post_roll(tmp_path: 
     done = saver.pop_completed()
     assert len(done) == 1 and done[0].update.event_id == 7 and done[0].path is not None
     path = done[0].path
-    assert path.name == "knock-20250501-140309-000-7.wav" and saver.saved == [path]
+    assert path.name == "knock-20250501-140309-000-7.wav" and list(saver.saved) == [path]
     clip, clip_rate = sf.read(path, dtype="float32")
     assert clip_rate == rate and len(clip) == 3 * rate  # 1 s pre-roll + 1 s event + 1 s post-roll
     np.testing.assert_allclose(clip, audio[1 * rate : 4 * rate], atol=1.5 / 32768)
@@ -830,3 +830,12 @@ def test_warnings_reach_the_log_file_once_and_stderr_once(tmp_path: Path, capsys
         close_log_file(handler)
     assert (tmp_path / "l.log").read_text().count("WARNING the disk is full") == 1
     assert capsys.readouterr().err.count("the disk is full") == 1
+
+
+def test_a_clip_saver_left_running_keeps_a_bounded_list_of_paths_and_a_whole_count(tmp_path: Path) -> None:
+    saver = ClipSaver(tmp_path / "clips", pre_roll_s=0.0, post_roll_s=0.0, sample_rate_hz=RATE, keep_paths=3)
+    for k in range(5):
+        saver.take(np.full(RATE // 10, 0.5, np.float32), [update("end", k + 1, "knock", k * 0.1, k * 0.1 + 0.05)], WALL)
+    saver.finish()
+    assert saver.saved_count == 5 and len(saver.saved) == 3
+    assert [p.name for p in saver.saved] == sorted(p.name for p in (tmp_path / "clips").iterdir())[-3:]

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from snapkit.detection.group import DetectorGroup
 
 PROBABILITY_BAR_WIDTH = 24
+# Saved clips' paths listen keeps (its count of them is whole): enough for any view, bounded for months of listening.
+RECENT_CLIPS = 100
 EVENTS_HELP = (
     f"Append every event start and end to this file as it happens, in the format its extension names: {FORMATS_TEXT}, "
     "as for `snapkit detect --events`; .tsv (the DCASE layout) gets finished events only. A .json list is rewritten "
@@ -205,7 +207,10 @@ def listen(
             publisher.start()
         saver = None
         if save_clips is not None:
-            saver = _closing(stack, ClipSaver(save_clips, pre_roll, post_roll, sample_rate_hz=mic.sample_rate_hz))
+            saver = _closing(
+                stack,
+                ClipSaver(save_clips, pre_roll, post_roll, sample_rate_hz=mic.sample_rate_hz, keep_paths=RECENT_CLIPS),
+            )
         if interactive:
             sinks.append(EventPrinter(write=lambda line: console.print(line, highlight=False, markup=False)))
         else:

@@ -85,7 +85,7 @@ class ListenJob:
         saver = None
         try:
             if self.clips_dir is not None:
-                saver = ClipSaver(self.clips_dir, sample_rate_hz=source.sample_rate_hz)
+                saver = ClipSaver(self.clips_dir, sample_rate_hz=source.sample_rate_hz, keep_paths=RECENT_CLIPS)
                 self._saver = saver
             with source:
                 run_live(detector, source, clip_saver=saver, stop_event=self._stop, on_status=self._on_status)
