@@ -206,7 +206,7 @@ class Subscriber:
             self.received.append(Received(message.topic, message.payload.decode(), bool(message.retain)))
             self._cond.notify_all()
 
-    def wait_for(self, done: Callable[[list[Received]], bool], timeout_s: float = 5.0) -> list[Received]:
+    def wait_for(self, done: Callable[[list[Received]], bool], timeout_s: float = 15.0) -> list[Received]:
         """What has been received once ``done`` says so; fails the test after ``timeout_s``."""
         with self._cond:
             assert self._cond.wait_for(lambda: done(self.received), timeout_s), self.received
@@ -272,7 +272,7 @@ class ScriptedSource(ArraySource):
             yield block
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 15.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
