@@ -20,7 +20,7 @@ The model, unless ``--bundle`` is given, is trained once with ``snapkit train`` 
 each class (split by source recording, ``fsID``) plus 5 s cuts of two of the background recordings, and kept in
 ``--out``. Quality is not what is measured. ``--quick`` uses random weights instead (the same arithmetic).
 
-Every ``--sample-every-min`` of stream time the source records resident memory (psutil, else /proc VmRSS), the
+Every ``--sample-every-min`` of stream time the source records resident memory (/proc VmRSS), the
 process's CPU time (all its threads: inference, sinks, MQTT, the main thread's status wake-ups), wall time, and the
 MQTT counts. Real-time factor = CPU seconds / stream seconds after warm-up: the share of one core that listening
 live takes. Growth = RSS at the end - RSS at the first sample after ``--warmup-min``. ``--tracemalloc`` also
@@ -66,16 +66,16 @@ MB = 1024 * 1024
 
 
 def rss_mb() -> float:
-    """Resident memory of this process now, in MB."""
-    try:
-        import psutil
+    """Resident memory of this process now, in MiB (Linux's /proc; elsewhere the peak so far, from getrusage).
 
-        return psutil.Process().memory_info().rss / MB
-    except ImportError:
-        for line in Path("/proc/self/status").read_text().splitlines():
+    The recorded runs read psutil's ``memory_info().rss``, the same figure as VmRSS; psutil is not a declared
+    dependency, so /proc is read directly."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child_cpu_s(pid: int) -> float | None:
