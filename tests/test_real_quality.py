@@ -117,3 +117,54 @@ def test_detection_on_real_recordings(tmp_path: Path, monkeypatch: pytest.Monkey
     print(f"real detection check: {figures}")
     assert figures["event_f1"] >= DETECTION_F1_FLOOR, f"event F1 {figures['event_f1']:.3f} at 6 dB on real sounds"
     assert figures["onset_abs_median_ms"] <= ONSET_ERROR_CEILING_MS
+
+
+def test_a_head_matches_logistic_regression_and_retrains_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tiny real episode (the first 6 classes of the sets, 5 clips each, household background): the default head
+    is at least as accurate as logistic regression on the backbone's whole-clip embedding (less 0.02), and training
+    the same data again embeds nothing (every view read from the cache)."""
+    weights = _require()
+    monkeypatch.setenv("SNAPKIT_WEIGHTS_DIR", str(weights))
+    monkeypatch.setenv("SNAPKIT_CACHE_DIR", str(tmp_path / "cache"))
+    import torch
+
+    from experiments.fewshot import fit_predict_baseline
+    from experiments.train_speed import draw_episode
+    from snapkit.audio.io import load_audio
+    from snapkit.models.bundle import load_model
+    from snapkit.models.predict import clip_probabilities, decide
+    from snapkit.training.augment import fit_to_length
+    from snapkit.training.train import TrainerOptions, TrainSettings, plan_training, run_training
+
+    data, test = tmp_path / "data", tmp_path / "test"
+    draw_episode(SOUNDS, 6, 5, 8, 0, data, test)
+    runs = []
+    for name in ("first", "again"):
+        plan = plan_training(data, tmp_path / name, TrainSettings(backbone="sfx-cnn9"))
+        runs.append(run_training(plan, trainer_options=TrainerOptions(progress_bar=False), log=lambda _m: None))
+    assert runs[1].embedding_stats is not None and runs[1].embedding_stats.startswith("embedded 0 new clips")
+
+    bundle = load_model(runs[0].bundle_path)
+    rate = bundle.model.sample_rate_hz
+    items = {split: sorted((p, p.parent.name) for p in split.glob("*/*")) for split in (data, test)}
+    audio = {p: load_audio(p, rate)[0] for split in items.values() for p, _ in split}
+    answers = [decide(bundle, clip_probabilities(bundle, audio[p])) for p, _ in items[test]]
+    truth = [label for _, label in items[test]]
+    head = float(np.mean([a == t for a, t in zip(answers, truth, strict=True)]))
+
+    backbone = bundle.model.backbone
+    assert backbone is not None
+    with torch.no_grad():
+
+        def embed(wave: np.ndarray) -> np.ndarray:
+            wave = fit_to_length(wave, 2 * rate) if len(wave) < 2 * rate else wave
+            return backbone.embed(torch.as_tensor(wave)[None]).numpy()[0]
+
+        train_x = np.stack([embed(audio[p]) for p, _ in items[data]])
+        test_x = np.stack([embed(audio[p]) for p, _ in items[test]])
+    predicted, _ = fit_predict_baseline("logreg", train_x, [label for _, label in items[data]], test_x)
+    logreg = float(np.mean([a == t for a, t in zip(predicted, truth, strict=True)]))
+    print(f"tiny real episode: head {head:.3f}, logistic regression {logreg:.3f}")
+    assert head >= logreg - 0.02, f"the head ({head:.3f}) fell below logistic regression ({logreg:.3f})"

@@ -172,7 +172,9 @@ def train(
     if weights is not None and not weights.is_file():
         raise SnapkitError(f"--weights {weights}: no such file; give the path of the downloaded weights file.")
     try:
-        plan = plan_training(data_folder(data_dir, data_arg), out, settings, AugmentConfig(enabled=not no_augment))
+        plan = plan_training(
+            data_folder(data_dir, data_arg), out, settings, AugmentConfig(enabled=not no_augment), weights=weights
+        )
         console.print(Panel("\n".join(plan.describe()), title="snapkit train: plan", title_align="left"))
         for note in plan.warnings:
             console.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)

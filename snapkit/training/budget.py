@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from snapkit.errors import SnapkitError
 from snapkit.models.classifier import SoundClassifier
 from snapkit.models.config import ModelConfig
 from snapkit.training.augment import AugmentConfig, SpecAugment, augment_waveform, generate_noise
@@ -204,3 +206,175 @@ def format_duration(seconds: float) -> str:
 def fit_steps(budget: TrainBudget, batch_size: int) -> int:
     """Optimiser steps a fit of ``budget`` takes with batches of ``batch_size`` (the last batch may be short)."""
     return budget.epochs * math.ceil(budget.views_per_epoch / batch_size)
+
+
+# A head's fit (every part, L-BFGS to convergence) on cached tensors costs about this per cached view it reads,
+# measured on the 2-core reference machine (sfx-cnn9, 27 frames a view: 190 clips x 8 views fitted in about 1 s).
+HEAD_FIT_S_PER_VIEW = 6e-4
+# Work outside embedding and fitting for a head: imports, loading the backbone and the clips, hashing, saving.
+HEAD_OVERHEAD_S = 6.0
+HEAD_OVERHEAD_S_PER_CLIP = 0.02
+# The false-alarm budget step runs the streaming detector over the background and every clip (with context): its
+# overlapping windows cost this many times a batched view of the same audio (measured: 1,770 s of audio in 118 s
+# against 12 ms a second of audio embedded in batches, sfx-cnn9 on 2 cores).
+DETECTOR_COST_FACTOR = 5.5
+
+
+@dataclass(frozen=True)
+class HeadBudget:
+    """The work of training a head on a frozen backbone, and its expected duration.
+
+    The cost is the backbone's, paid once per view not yet in the embedding cache; fitting the head on the cached
+    views takes seconds. A time limit is met by embedding fewer views per clip (at least the clean one), never by
+    stopping a fit.
+
+    Attributes:
+        fits: heads fitted: one per cross-validation fold plus the final one, or one.
+        clips: clips of the run (background included).
+        views_per_clip: views each clip contributes (view 0 clean, the rest augmented).
+        wanted_views_per_clip: views a clip would get without the time limit.
+        clips_to_embed: clips with fewer than ``views_per_clip`` views in the cache.
+        seconds_per_view: the backbone's measured cost of one view here (None: not measured).
+        max_minutes: the time limit of the whole run; None for none.
+    """
+
+    fits: int
+    clips: int
+    views_per_clip: int
+    wanted_views_per_clip: int
+    clips_to_embed: int
+    seconds_per_view: float | None = None
+    max_minutes: float | None = None
+    calibrate_audio_s: float = 0.0
+    clip_s: float = 5.0
+
+    @property
+    def capped(self) -> bool:
+        return self.views_per_clip < self.wanted_views_per_clip
+
+    @property
+    def calibrate_s(self) -> float:
+        """Expected seconds of the false-alarm budget step (0 without background to calibrate on)."""
+        if self.seconds_per_view is None or not self.calibrate_audio_s:
+            return 0.0
+        per_audio_s = max(self.seconds_per_view, 1e-3) / self.clip_s
+        return self.calibrate_audio_s * per_audio_s * DETECTOR_COST_FACTOR
+
+    @property
+    def overhead_s(self) -> float:
+        return HEAD_OVERHEAD_S + HEAD_OVERHEAD_S_PER_CLIP * self.clips
+
+    @property
+    def fit_s(self) -> float:
+        """Expected seconds of every fit together."""
+        return self.fits * self.clips * self.views_per_clip * HEAD_FIT_S_PER_VIEW
+
+    @property
+    def embed_s(self) -> float | None:
+        if self.seconds_per_view is None:
+            return None
+        return self.clips_to_embed * self.views_per_clip * self.seconds_per_view
+
+    @property
+    def estimated_s(self) -> float | None:
+        embed = self.embed_s
+        return None if embed is None else self.overhead_s + embed + self.fit_s + self.calibrate_s
+
+    def describe(self) -> str:
+        limit = f"limit {self.max_minutes:g} min (--max-minutes)" if self.max_minutes else "no time limit"
+        cached = self.clips - self.clips_to_embed
+        work = (
+            f"{self.views_per_clip} view{'s' if self.views_per_clip > 1 else ''} a clip; "
+            f"{self.clips_to_embed} clip{'s' if self.clips_to_embed != 1 else ''} to embed, {cached} cached; "
+            f"{self.fits} head fit{'s' if self.fits > 1 else ''} in memory"
+        )
+        if self.estimated_s is None or self.seconds_per_view is None:
+            return f"{work}; {limit}"
+        calibrate = (
+            f"; the false-alarm budget about {format_duration(self.calibrate_s)}" if self.calibrate_s >= 1 else ""
+        )
+        line = (
+            f"about {format_duration(self.estimated_s)} ({work}; {self.seconds_per_view * 1000:.0f} ms a view, "
+            f"measured now{calibrate}); {limit}"
+        )
+        if self.capped:
+            line += (
+                f"; {self.views_per_clip} instead of {self.wanted_views_per_clip} views a clip to fit it, so the model"
+                " may be less robust to noise: raise --max-minutes for all of them"
+            )
+        return line
+
+    def summary(self) -> dict[str, object]:
+        """What metrics.json records of the plan."""
+        return {
+            "estimated_s": self.estimated_s,
+            "seconds_per_view": self.seconds_per_view,
+            "max_minutes": self.max_minutes,
+            "fits": self.fits,
+            "views_per_clip": self.views_per_clip,
+            "wanted_views_per_clip": self.wanted_views_per_clip,
+            "clips_to_embed": self.clips_to_embed,
+            "calibrate_s": self.calibrate_s,
+            "capped": self.capped,
+        }
+
+
+def plan_head_budget(
+    *,
+    fits: int,
+    clips: int,
+    clips_to_embed: int,
+    views_per_clip: int,
+    seconds_per_view: float | None,
+    max_minutes: float | None,
+    calibrate_audio_s: float = 0.0,
+    clip_s: float = 5.0,
+) -> HeadBudget:
+    """The views a clip gets so that the run fits ``max_minutes``: ``views_per_clip`` when it fits, else as many as
+    fit (at least 1, the clean view). ``calibrate_audio_s``: the audio the false-alarm budget step will score
+    (background and clips with their context), ``clip_s`` the length of a view.
+
+    Raises:
+        SnapkitError: even one view a clip does not fit; the sentence says how many minutes would.
+    """
+    budget = HeadBudget(
+        fits=max(fits, 1),
+        clips=clips,
+        views_per_clip=views_per_clip,
+        wanted_views_per_clip=views_per_clip,
+        clips_to_embed=clips_to_embed,
+        seconds_per_view=seconds_per_view,
+        max_minutes=max_minutes,
+        calibrate_audio_s=calibrate_audio_s,
+        clip_s=clip_s,
+    )
+    if seconds_per_view is None or not max_minutes or budget.estimated_s is None:
+        return budget
+    limit_s = max_minutes * 60.0
+    views = views_per_clip
+    while views > 1 and (replace(budget, views_per_clip=views).estimated_s or 0.0) > limit_s:
+        views -= 1
+    budget = replace(budget, views_per_clip=views)
+    needed = budget.estimated_s or 0.0
+    if needed > limit_s:
+        calibrate = (
+            f", {format_duration(budget.calibrate_s)} of it the false-alarm budget" if budget.calibrate_s >= 1 else ""
+        )
+        raise SnapkitError(
+            f"--max-minutes {max_minutes:g} cannot hold even one view of each of the {clips_to_embed} clips to embed "
+            f"(about {format_duration(needed)} here{calibrate}): give --max-minutes {math.ceil(needed / 60.0)} or "
+            "more, or train on fewer clips."
+        )
+    return budget
+
+
+def measure_backbone_seconds_per_view(features_fn: Callable[[torch.Tensor], torch.Tensor], clip_samples: int) -> float:
+    """Seconds the frozen backbone takes for one view of ``clip_samples`` samples here, in batches of 8 as the cache
+    embeds them: one small warm-up call, then one timed batch of noise."""
+    rng = np.random.default_rng(0)
+    batch = torch.as_tensor(rng.standard_normal((8, clip_samples)).astype(np.float32) * 0.05)
+    with torch.no_grad():
+        features_fn(batch[:1])
+        start = time.perf_counter()
+        features_fn(batch)
+    return (time.perf_counter() - start) / len(batch)

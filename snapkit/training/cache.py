@@ -149,6 +149,19 @@ class EmbeddingCache:
     def path(self, content_hash: str, seed: int = 0) -> Path:
         return self.directory(seed) / f"{content_hash}.npz"
 
+    def stored_views(self, content_hash: str, seed: int = 0) -> int:
+        """How many views of a clip the cache holds (0: none, or unreadable), read from the array's header only."""
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(self.path(content_hash, seed)) as archive, archive.open("features.npy") as member:
+                major, _minor = np.lib.format.read_magic(member)
+                read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                shape, _, _ = read_header(member)
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            return 0
+        return int(shape[0]) if len(shape) == 3 else 0
+
     def load(self, content_hash: str, seed: int = 0) -> Views | None:
         """All stored views of a clip, or None (absent or unreadable)."""
         path = self.path(content_hash, seed)

@@ -1,22 +1,22 @@
-"""What a training run's fits read: the clips prepared once (:class:`TrainingInputs`) and one fit's Lightning data
-module (:class:`FoldData`)."""
+"""What a training run's fits read: the clips prepared once (:class:`TrainingInputs`), and for a head their cached
+views as tensors."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from snapkit.models.backbones.base import FrameEmbedder
 from snapkit.models.classifier import SoundClassifier
 from snapkit.models.predict import probabilities_from_features, window_features
 from snapkit.training.cache import EmbeddingCache, FeatureDataset, compute_views
-from snapkit.training.data import ClipSet, WaveformDataset, balanced_sampler
+from snapkit.training.data import ClipSet, WaveformDataset
+from snapkit.training.headfit import ViewStats
 
 if TYPE_CHECKING:
     from snapkit.training.train import TrainPlan
@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 
 class TrainingInputs:
     """What every fit of a run trains on, prepared once: the clips, their targets and, for a head on a frozen
-    backbone, the cached views of their features (:func:`compute_views`). :meth:`fold` gives one fit's
-    :class:`FoldData`; :meth:`score_whole` scores held-out clips as ``snapkit predict`` would."""
+    backbone, the cached views of their features (:func:`compute_views`) and, as tensors, :meth:`view_stats`.
+    :meth:`dataset` gives a Lightning fit's items; :meth:`score_whole` scores held-out clips as ``snapkit predict``
+    would."""
 
     def __init__(
         self,
@@ -51,13 +52,15 @@ class TrainingInputs:
         self.heard: list[tuple[frozenset[str], ...]] = []  # per clip, per view: hashes of the backgrounds it heard
         self.hashes: list[str] = []
         self._whole: dict[int, list[torch.Tensor]] = {}  # clip index -> frozen features of its scoring windows
+        self._stats: ViewStats | None = None
         if backbone is not None:
+            started = time.monotonic()
             cache = EmbeddingCache.default(backbone.name, backbone.frontend_config, plan.augment, clip_samples)
             views, self.hashes, stats = compute_views(
                 clips,
                 template.features,
                 cache,
-                views_per_clip=plan.augment.views_per_clip if plan.augment.enabled else 1,
+                views_per_clip=_views_per_clip(plan),
                 backgrounds=self.backgrounds,
                 seed=s.seed,
                 progress=progress,
@@ -65,7 +68,7 @@ class TrainingInputs:
             self.views = [torch.from_numpy(np.ascontiguousarray(v.features)) for v in views]
             self.heard = [v.heard for v in views]
             self.embedding_stats = str(stats)
-            log(f"embeddings: {stats}")
+            log(f"embeddings: {stats} in {time.monotonic() - started:.1f} s")
 
     def score_whole(self, model: SoundClassifier, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """``(pooled frame probabilities, decision probabilities)`` ``[len(indices), classes]`` of whole clips, as
@@ -77,12 +80,38 @@ class TrainingInputs:
         for i in indices:
             i = int(i)
             if i not in self._whole:
-                self._whole[i] = window_features(model, self.clips.waveforms[i])
+                if self.views is not None and len(self.clips.waveforms[i]) <= self.clip_samples:
+                    # A clip no longer than the window is scored as view 0 was made (centred in the window): the
+                    # cached features are those, so the backbone does not run again.
+                    self._whole[i] = [self.views[i][:1]]
+                else:
+                    self._whole[i] = window_features(model, self.clips.waveforms[i])
             p, d = probabilities_from_features(model, self._whole[i])
             pooled.append(torch.from_numpy(p))
             decision.append(torch.from_numpy(d))
         model.train(was_training)
         return torch.stack(pooled), torch.stack(decision)
+
+    def view_stats(self) -> ViewStats:
+        """Every clip's cached views as one tensor ``[clips, views, frames, dim]`` and its statistics over time, made
+        once a run (heads on a frozen backbone only)."""
+        if self.views is None:
+            raise ValueError("Only a head on a frozen backbone has cached views.")
+        if self._stats is None:
+            self._stats = ViewStats.of(torch.stack(self.views))
+        return self._stats
+
+    def allowed_views(self, indices: np.ndarray) -> torch.Tensor:
+        """``[len(indices), views]`` bool: the cached views of the clips ``indices`` that training on them may read,
+        leaving out those that mixed in a background clip outside ``indices`` (see :meth:`dataset`)."""
+        if self.views is None:
+            raise ValueError("Only a head on a frozen backbone has cached views.")
+        held_out = {self.hashes[i] for i in self.backgrounds} - {self.hashes[int(i)] for i in indices}
+        allowed = torch.zeros(len(indices), len(self.views[0]), dtype=torch.bool)
+        for row, i in enumerate(indices):
+            for v, heard in enumerate(self.heard[int(i)]):
+                allowed[row, v] = not heard & held_out
+        return allowed
 
     def dataset(self, indices: np.ndarray, *, train: bool) -> TorchDataset:
         """Training (``train=True``) or validation items of the clips ``indices``. Training never hears a clip
@@ -102,36 +131,10 @@ class TrainingInputs:
             seed=self.plan.settings.seed,
         )
 
-    def fold(self, train_idx: np.ndarray, val_idx: np.ndarray | None, *, views_per_epoch: int) -> FoldData:
-        """The Lightning data module of one fit: training on ``train_idx``, validating on ``val_idx`` (if any)."""
-        return FoldData(self, train_idx, val_idx, views_per_epoch=views_per_epoch)
 
-
-class FoldData(L.LightningDataModule):
-    """One fit's data: balanced training draws from the clips ``train_idx`` (views, or augmented waveforms) and the
-    clean clips ``val_idx`` for validation (none: no validation loop).
-
-    An epoch draws each outcome equally often. A head's step on cached features costs about a millisecond, so its
-    epochs draw many views per clip: at one per clip, 60 epochs were 120 steps and left the head under-trained
-    (clip probabilities near 0.3, 5-fold accuracy 0.5 with max pooling). Every fit of a run draws the same number
-    of views (``views_per_epoch``, see snapkit.training.budget), so the folds estimate the final model's training.
-    """
-
-    def __init__(
-        self, inputs: TrainingInputs, train_idx: np.ndarray, val_idx: np.ndarray | None, *, views_per_epoch: int
-    ) -> None:
-        super().__init__()
-        self.inputs, self.train_idx, self.val_idx = inputs, train_idx, val_idx
-        self.views_per_epoch = views_per_epoch
-
-    def train_dataloader(self) -> DataLoader:
-        s = self.inputs.plan.settings
-        labels = [self.inputs.clips.labels[i] for i in self.train_idx]
-        sampler = balanced_sampler(labels, num_samples=self.views_per_epoch, seed=s.seed)
-        return DataLoader(self.inputs.dataset(self.train_idx, train=True), batch_size=s.batch_size, sampler=sampler)
-
-    def val_dataloader(self) -> DataLoader | list:
-        if self.val_idx is None or not len(self.val_idx):
-            return []
-        batch_size = self.inputs.plan.settings.batch_size
-        return DataLoader(self.inputs.dataset(self.val_idx, train=False), batch_size=batch_size)
+def _views_per_clip(plan: TrainPlan) -> int:
+    """Views a clip gets: what the plan's budget fitted into the time limit, else the augmentation's count."""
+    views = getattr(plan.budget, "views_per_clip", None)
+    if isinstance(views, int):
+        return views
+    return plan.augment.views_per_clip if plan.augment.enabled else 1

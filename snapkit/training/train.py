@@ -8,41 +8,41 @@ model trained on the rest is the one saved.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
+import random
 import shutil
-import signal
-import threading
 import time
-import typing
 import uuid
-import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
 import numpy as np
 import torch
 
-from snapkit.dataset.labels import DEFAULT_BACKGROUND_LABEL, validate_label
 from snapkit.dataset.scan import Dataset, scan_dataset
 from snapkit.errors import DatasetError, SnapkitError
 from snapkit.files import INCOMPLETE_MARKER, check_writable, disk_advice, jsonable, write_atomically
 from snapkit.models.backbones.base import FrameEmbedder
-from snapkit.models.backbones.registry import BACKBONES, load_backbone
+from snapkit.models.backbones.registry import load_backbone
 from snapkit.models.bundle import ModelBundle
-from snapkit.models.calibration import Calibration, ClassCalibration, check_budget
+from snapkit.models.calibration import Calibration, ClassCalibration
 from snapkit.models.classifier import SoundClassifier
-from snapkit.models.config import POOLINGS, ModelConfig
+from snapkit.models.config import ModelConfig
 from snapkit.training import tensorboard as tb
 from snapkit.training.augment import AugmentConfig, SpecAugment
-from snapkit.training.budget import TrainBudget, fit_steps, measure_seconds_per_view, plan_budget
+from snapkit.training.budget import (
+    HeadBudget,
+    TrainBudget,
+    measure_backbone_seconds_per_view,
+    measure_seconds_per_view,
+    plan_budget,
+    plan_head_budget,
+)
+from snapkit.training.cache import EmbeddingCache, file_content_hash
 from snapkit.training.chance import check_chance, near_chance_sentence
 from snapkit.training.data import (
     ClipSet,
@@ -52,196 +52,50 @@ from snapkit.training.data import (
     stratified_folds,
     stratified_split,
 )
+from snapkit.training.headfit import FitSummary, HeadFitSettings, fit_head
 from snapkit.training.inputs import TrainingInputs
 from snapkit.training.metrics import calibrate_thresholds, clip_report
-from snapkit.training.module import SoundEventModule
 from snapkit.training.profile import class_profiles
-from snapkit.training.progress import RunProgress
+from snapkit.training.settings import (
+    ACCELERATORS,
+    BACKBONE_CHOICES,
+    CONVNET_CLIP_S,
+    HEAD_CLIP_S,
+    TrainerOptions,
+    TrainSettings,
+    auto_clip_s,
+    model_config,
+)
 
-BACKBONE_CHOICES = ("convnet", *BACKBONES)
+__all__ = [
+    "ACCELERATORS",
+    "BACKBONE_CHOICES",
+    "CONVNET_CLIP_S",
+    "HEAD_CLIP_S",
+    "TrainPlan",
+    "TrainResult",
+    "TrainSettings",
+    "TrainerOptions",
+    "auto_clip_s",
+    "check_run_folder",
+    "check_trainer_options",
+    "plan_training",
+    "run_training",
+]
+
+if TYPE_CHECKING:
+    from snapkit.training.lightning_fit import LightningPace
+
 # What check_run_folder writes to try the runs folder (bytes): enough to tell a full disk, not a model's size.
 RUN_PROBE_BYTES = 1 << 16
-# Lightning's --accelerator names snapkit passes through (cuda and tpu are Lightning's too).
-ACCELERATORS = ("cpu", "gpu", "mps", "auto", "cuda", "tpu")
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """How to train. ``epochs``/``learning_rate`` of None pick the backbone's default (for the ConvNet, ``epochs``
-    None means a budget of views that grows with the dataset, see ``snapkit.training.budget``)."""
-
-    backbone: str = "convnet"
-    epochs: int | None = None
-    batch_size: int = 16
-    learning_rate: float | None = None
-    weight_decay: float = 1e-4
-    seed: int = 0
-    clip_s: float | None = None  # None: the plan picks it, see auto_clip_s
-    pooling: str | None = None  # None: the backbone's default, see effective_pooling
-    head_hidden: int = 0
-    cv_below_clips: int = 10
-    max_folds: int = 5
-    val_fraction: float = 0.2
-    background_label: str = DEFAULT_BACKGROUND_LABEL
-    estimate: bool = True  # False: no cross-validation or held-out split, one model on all clips
-    clip_head: bool = True  # a clip classifier on pooled features decides what a clip holds (ModelConfig.clip_head)
-    # Wall-time limit of the whole run (every fold and the final model); None: none. The plan fits the ConvNet's
-    # views into it from a measured cost per view, and training stops at it whatever happens.
-    max_minutes: float | None = 5.0
-    # The false-alarm budget the thresholds are chosen for on the dataset's recorded background audio (see
-    # snapkit.detection.operating); None: thresholds calibrated on clips only.
-    max_false_alarms_per_hour: float | None = 1.0
-    # ConvNet only: future frames each block sees (None: symmetric, 3 for the 7-frame kernel); see
-    # ModelConfig.convnet_future_frames. 1 lets the streaming detector decide 0.056 s after a moment instead of
-    # 0.136 s. It is not the default: on 3 classes x 12 clips it scored better (event F1 0.923 vs 0.912, delay
-    # median 0.271 vs 0.297 s), but on `make demo`'s data it never learnt snaps (held-out accuracy 0.70 vs 1.00,
-    # 3 of 3 planted snaps missed): a 10 ms click needs the frames after it.
-    convnet_future_frames: int | None = None
-
-    def __post_init__(self) -> None:
-        # Every setting a user can give is checked here, before a plan is printed or a folder made: one sentence
-        # naming the option (as `snapkit train` spells it) and what it may be.
-        if self.backbone not in BACKBONE_CHOICES:
-            raise SnapkitError(f"--backbone {self.backbone!r} is unknown; choose one of {', '.join(BACKBONE_CHOICES)}.")
-        if self.pooling is not None and self.pooling not in POOLINGS:
-            raise SnapkitError(f"--pooling {self.pooling!r} is unknown; choose one of {', '.join(POOLINGS)}.")
-        if self.epochs is not None and self.epochs < 1:
-            raise SnapkitError(f"--epochs must be a whole number of at least 1, not {self.epochs}.")
-        if self.batch_size < 1:
-            raise SnapkitError(f"The batch size must be a whole number of at least 1, not {self.batch_size}.")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise SnapkitError(f"The learning rate must be more than 0, not {self.learning_rate}.")
-        if not self.weight_decay >= 0:
-            raise SnapkitError(f"The weight decay must be 0 or more, not {self.weight_decay}.")
-        if self.clip_s is not None and not self.clip_s > 0:
-            raise SnapkitError(f"--clip-s must be more than 0 seconds, not {self.clip_s}.")
-        if self.head_hidden < 0:
-            raise SnapkitError(f"--head-hidden must be 0 (a linear head) or a number of units, not {self.head_hidden}.")
-        try:
-            validate_label(self.background_label)
-        except SnapkitError as err:
-            raise SnapkitError(f"--background-label: {err}") from None
-        if not 0.0 < self.val_fraction < 1.0:
-            raise SnapkitError(f"val_fraction must be between 0 and 1 (a share per class), not {self.val_fraction}.")
-        if self.max_folds < 2 or self.cv_below_clips < 0:
-            raise SnapkitError("max_folds must be at least 2 and cv_below_clips cannot be negative.")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise SnapkitError(f"--max-minutes must be more than 0 (minutes of training), not {self.max_minutes}.")
-        if self.max_false_alarms_per_hour is not None:
-            check_budget(self.max_false_alarms_per_hour)
-
-    @property
-    def is_head(self) -> bool:
-        return self.backbone != "convnet"
-
-    @property
-    def effective_epochs(self) -> int:
-        # 60 for the ConvNet too: max pooling passes gradient through one frame per clip, and at 30 epochs a
-        # model missed every snap in a generated stream (event F1 0.51 -> 0.88 at 6-10 dB SNR with 60).
-        return self.epochs or (30 if self.is_head else 60)
-
-    @property
-    def effective_pooling(self) -> str:
-        """Max pooling for every model: every frame of a background clip must stay low, so per-frame outputs, which
-        the detector reads, localise events. Attention pooling leaves the frames it ignores unconstrained: its
-        frame probabilities sit near 1 in background. Measured on generated streams (4 classes, 6-20 dB SNR, event
-        F1 at a 200 ms collar): ConvNet 0.95 max vs 0.22 attention; sfx-cnn9 head 0.90 max vs 0.17 attention, both
-        heads at 1.0 held-out clip accuracy."""
-        return self.pooling or "max"
-
-    @property
-    def effective_learning_rate(self) -> float:
-        return self.learning_rate or (1e-3 if self.is_head else 3e-3)
-
-
-@dataclass(frozen=True)
-class TrainerOptions:
-    """Lightning's own hardware flags, passed through so one command scales to GPUs and nodes (DDP)."""
-
-    accelerator: str = "cpu"
-    devices: str = "auto"
-    strategy: str = "auto"
-    num_nodes: int = 1
-    precision: str | None = None
-    progress_bar: bool = True
 
 
 def check_trainer_options(options: TrainerOptions) -> None:
-    """Refuse Lightning flags that cannot work here, before a plan is printed: an unknown ``--accelerator``,
-    ``--precision``, ``--strategy`` or ``--devices``, a GPU that is not there. Raises SnapkitError, one sentence
-    naming the option and what it may be."""
-    from lightning.pytorch.strategies import StrategyRegistry
+    """Refuse Lightning flags that cannot work here, before a plan is printed (see
+    :func:`snapkit.training.lightning_fit.check_trainer_options`; imports Lightning)."""
+    from snapkit.training.lightning_fit import check_trainer_options as check
 
-    accelerator = options.accelerator.lower()
-    if accelerator not in ACCELERATORS:
-        raise SnapkitError(f"--accelerator {options.accelerator!r} is unknown; choose one of cpu, gpu, mps or auto.")
-    has_cuda = torch.cuda.is_available()
-    has_mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
-    if (accelerator == "cuda" and not has_cuda) or (accelerator == "gpu" and not (has_cuda or has_mps)):
-        raise SnapkitError(
-            f"--accelerator {options.accelerator}: this machine has no GPU that PyTorch can use; train on the "
-            "processor with --accelerator cpu (the default)."
-        )
-    if accelerator == "mps" and not has_mps:
-        raise SnapkitError(
-            "--accelerator mps: this machine has no Apple GPU (MPS) that PyTorch can use; train on the processor "
-            "with --accelerator cpu (the default)."
-        )
-    precisions = _lightning_precisions()
-    if options.precision is not None and options.precision not in precisions:
-        raise SnapkitError(
-            f"--precision {options.precision!r} is unknown; choose one of {', '.join(precisions)} (default: 32-true)."
-        )
-    strategies = ("auto", *StrategyRegistry.available_strategies())
-    if options.strategy not in strategies:
-        raise SnapkitError(
-            f"--strategy {options.strategy!r} is unknown; choose auto, ddp, ddp_spawn, fsdp or another of "
-            "Lightning's strategies."
-        )
-    devices = options.devices.strip()
-    listed = [part.strip() for part in devices.split(",") if part.strip()]
-    if devices != "auto" and devices != "-1" and not (listed and all(part.isdigit() for part in listed)):
-        raise SnapkitError(
-            f"--devices {options.devices!r} is not a device choice; give a count such as 2, a list of GPU numbers "
-            "such as 0,1, or auto."
-        )
-    if devices.isdigit() and int(devices) < 1:
-        raise SnapkitError("--devices 0 trains on nothing; give a count of at least 1, a list such as 0,1, or auto.")
-    # What only Lightning knows (a list of GPUs on the CPU, a strategy whose package is missing): build a Trainer,
-    # which checks these flags against the machine without training or writing anything.
-    try:
-        with _quiet_lightning(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            L.Trainer(
-                accelerator=options.accelerator,
-                devices=options.devices,
-                strategy=options.strategy,
-                num_nodes=options.num_nodes,
-                precision=options.precision,  # type: ignore[arg-type]
-                logger=False,
-                enable_checkpointing=False,
-                enable_progress_bar=False,
-                enable_model_summary=False,
-            )
-    except Exception as err:  # Lightning raises several kinds here (MisconfigurationException, ValueError, ...)
-        flags = (
-            f"--accelerator {options.accelerator} --devices {options.devices} --strategy {options.strategy}"
-            + (f" --num-nodes {options.num_nodes}" if options.num_nodes != 1 else "")
-            + (f" --precision {options.precision}" if options.precision else "")
-        )
-        reason = " ".join(str(err).split()).rstrip(".")
-        raise SnapkitError(
-            f"Lightning cannot train with {flags} on this machine ({reason}); change those options or leave them out."
-        ) from None
-
-
-def _lightning_precisions() -> tuple[str, ...]:
-    """The --precision values this Lightning accepts, e.g. 16-mixed, bf16-mixed, 32-true, 64-true, 32."""
-    try:
-        from lightning.fabric.connector import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
-    except ImportError:  # a private name: should a later Lightning move it, fall back to the 2.x list
-        return ("16-mixed", "bf16-mixed", "16-true", "bf16-true", "32-true", "64-true", "16", "bf16", "32", "64")
-    return (*typing.get_args(_PRECISION_INPUT_STR), *typing.get_args(_PRECISION_INPUT_STR_ALIAS))
+    check(options)
 
 
 def check_run_folder(out_dir: Path) -> None:
@@ -274,7 +128,7 @@ class TrainPlan:
     estimate: str
     folds: int
     warnings: list[str] = field(default_factory=list)
-    budget: TrainBudget | None = None  # None: plan_training fills it in
+    budget: TrainBudget | HeadBudget | None = None  # None: plan_training fills it in
     dataset: Dataset | None = field(default=None, repr=False)  # the scan the plan rests on; None: scanned again
 
     def describe(self) -> list[str]:
@@ -301,6 +155,8 @@ class TrainPlan:
         return lines
 
     def _work(self) -> str:
+        if isinstance(self.budget, HeadBudget):
+            return f"in memory on {self.budget.views_per_clip} cached view(s) a clip, L-BFGS to convergence"
         if self.budget is None:
             return f"{self.settings.effective_epochs} epochs"
         b = self.budget
@@ -332,11 +188,14 @@ def plan_training(
     augment: AugmentConfig | None = None,
     *,
     measure_speed: bool = True,
+    weights: Path | None = None,
 ) -> TrainPlan:
     """Check the dataset and settle how training will go; raises ``SnapkitError`` for what cannot work.
 
-    With ``measure_speed`` (ConvNet only) one batch is trained here, a second or two, so the plan can state how
-    long the run will take and fit it into ``settings.max_minutes``.
+    With ``measure_speed`` one batch is trained here (ConvNet), or embedded by the frozen backbone (heads, which also
+    count the clips already in the embedding cache), a second or two, so the plan can state how long the run will
+    take and fit it into ``settings.max_minutes``. ``weights``: the backbone's weights file, as for
+    :func:`run_training`.
     """
     check_run_folder(out_dir)
     dataset = scan_dataset(data_dir, background_label=settings.background_label)
@@ -368,22 +227,29 @@ def plan_training(
     train_clips = len(all_labels)
     if folds == 1:
         train_clips = len(stratified_split(all_labels, settings.val_fraction, settings.seed)[0])
-    seconds_per_view = None
-    if measure_speed and not settings.is_head:
-        typical_s = float(np.median([c.duration_s for c in dataset.readable]))
-        seconds_per_view = measure_seconds_per_view(
-            _model_config(settings, classes), augment, settings.batch_size, typical_s, seed=settings.seed
+    fits = folds + 1 if folds >= 2 else 1
+    budget: TrainBudget | HeadBudget
+    if settings.is_head:
+        budget = _plan_head(
+            settings, augment, dataset, len(all_labels), fits, weights=weights, measure_speed=measure_speed
         )
-    budget = plan_budget(
-        is_head=settings.is_head,
-        train_clips=train_clips,
-        fits=folds + 1 if folds >= 2 else 1,
-        clips=len(all_labels),
-        epochs=settings.epochs,
-        default_epochs=settings.effective_epochs,
-        seconds_per_view=seconds_per_view,
-        max_minutes=settings.max_minutes,
-    )
+    else:
+        seconds_per_view = None
+        if measure_speed:
+            typical_s = float(np.median([c.duration_s for c in dataset.readable]))
+            seconds_per_view = measure_seconds_per_view(
+                model_config(settings, classes), augment, settings.batch_size, typical_s, seed=settings.seed
+            )
+        budget = plan_budget(
+            is_head=False,
+            train_clips=train_clips,
+            fits=fits,
+            clips=len(all_labels),
+            epochs=settings.epochs,
+            default_epochs=settings.effective_epochs,
+            seconds_per_view=seconds_per_view,
+            max_minutes=settings.max_minutes,
+        )
     return TrainPlan(
         data_dir=Path(data_dir),
         out_dir=Path(out_dir),
@@ -399,22 +265,53 @@ def plan_training(
     )
 
 
-# The ConvNet's training window, and the range of a head's (longer files are scored in windows this long).
-CONVNET_CLIP_S = 2.0
-HEAD_CLIP_S = (2.0, 10.0)
+def _plan_head(
+    settings: TrainSettings,
+    augment: AugmentConfig,
+    dataset: Dataset,
+    clips: int,
+    fits: int,
+    *,
+    weights: Path | None,
+    measure_speed: bool,
+) -> HeadBudget:
+    """A head's budget: how many clips the embedding cache lacks, what a view costs here, and the views a clip gets
+    within ``settings.max_minutes``."""
+    views = augment.views_per_clip if augment.enabled else 1
+    if not measure_speed:
+        return plan_head_budget(
+            fits=fits,
+            clips=clips,
+            clips_to_embed=clips,
+            views_per_clip=views,
+            seconds_per_view=None,
+            max_minutes=settings.max_minutes,
+        )
+    backbone = load_backbone(settings.backbone, weights)
+    clip_samples = round((settings.clip_s or CONVNET_CLIP_S) * backbone.frontend_config.sample_rate_hz)
+    cache = EmbeddingCache.default(backbone.name, backbone.frontend_config, augment, clip_samples)
+    readable = [c.path for c in dataset.readable]
+    # A dataset without recorded background gets generated stand-in clips at load time: counted as to embed.
+    stored = [cache.stored_views(file_content_hash(path), settings.seed) for path in readable]
+    missing = clips - len(readable) + sum(n < views for n in stored)
+    calibrate_audio_s = 0.0
+    background = [c.duration_s for c in dataset.readable if c.label == settings.background_label]
+    if settings.max_false_alarms_per_hour is not None and background:
+        from snapkit.detection.operating import CONTEXT_S
 
-
-def auto_clip_s(is_head: bool, sound_durations_s: list[float]) -> float:
-    """The training window when ``--clip-s`` is not given: 2 s for the ConvNet; for a head, the median length
-    of the sound clips (to 0.5 s) within ``HEAD_CLIP_S``, so it learns from whole clips as it will score them.
-
-    On real 5 s kitchen20 clips (20 classes, 5 a class, sfx-cnn9) a 5 s window scored 0.53 where 2 s scored 0.49:
-    a 2 s window of a weakly labelled clip often misses the sound its label names.
-    """
-    if not is_head or not sound_durations_s:
-        return CONVNET_CLIP_S
-    low, high = HEAD_CLIP_S
-    return float(min(max(round(float(np.median(sound_durations_s)) * 2) / 2, low), high))
+        sounds = [c.duration_s for c in dataset.readable if c.label != settings.background_label]
+        calibrate_audio_s = sum(background) + sum(sounds) + 2 * CONTEXT_S * len(sounds)
+    return plan_head_budget(
+        fits=fits,
+        clips=clips,
+        clips_to_embed=missing,
+        views_per_clip=views,
+        # Measured even when every view is cached: the false-alarm budget step runs the backbone again.
+        seconds_per_view=measure_backbone_seconds_per_view(backbone, clip_samples),
+        max_minutes=settings.max_minutes,
+        calibrate_audio_s=calibrate_audio_s,
+        clip_s=settings.clip_s or CONVNET_CLIP_S,
+    )
 
 
 def run_training(
@@ -495,10 +392,15 @@ def _train_into(
     start = time.monotonic()
     s = plan.settings
     bundle_path = out / "model.snapkit"
-    L.seed_everything(s.seed, workers=True, verbose=False)
+    if s.is_head:
+        _seed_everything(s.seed)
+    else:
+        import lightning as L
+
+        L.seed_everything(s.seed, workers=True, verbose=False)
 
     backbone = load_backbone(s.backbone, weights) if s.is_head else None
-    config = _model_config(s, plan.classes)
+    config = model_config(s, plan.classes)
     template = SoundClassifier(config, backbone)
     dataset = plan.dataset or scan_dataset(plan.data_dir, background_label=s.background_label)
     clips = load_clipset(dataset, template.sample_rate_hz, progress=options.progress_bar)
@@ -510,7 +412,7 @@ def _train_into(
         )
     clip_samples = round((s.clip_s or CONVNET_CLIP_S) * template.sample_rate_hz)
     inputs = TrainingInputs(plan, clips, template, backbone, clip_samples, log, progress=options.progress_bar)
-    pace = _Pace(plan, start, log, plain_lines=not options.progress_bar)
+    pace = _pace(plan, start, log, plain_lines=not options.progress_bar)
 
     final, held = _fit_all(inputs, config, backbone, out / "tensorboard", options, pace, log)
     thresholds, report = _assess(plan, config, clips, final, held)
@@ -525,8 +427,8 @@ def _train_into(
             notes.append(near_chance_sentence(chance, s.backbone, plan.estimate))
     report["time"] = pace.summary(time.monotonic() - start)
     report["warnings"] = notes
-    if final.logger is not None:
-        _log_augmented_examples(final.logger.experiment, plan, clips, template, clip_samples)
+    if final.writer is not None:
+        _log_augmented_examples(final.writer, plan, clips, template, clip_samples)
 
     # The bundle's calibration: each class's thresholds with what its clips measured (band, pauses).
     profiles = class_profiles(clips.waveforms, clips.labels, clips.sample_rate_hz, s.background_label)
@@ -539,6 +441,7 @@ def _train_into(
     calibration = _fit_budget(plan, out, config, clips, inputs.backgrounds, final, calibration, report, notes, log)
     seconds = time.monotonic() - start
     metrics_path = _save(plan, final.model.eval(), config, calibration, report, seconds, bundle_path)
+    final.close()
     return TrainResult(
         bundle_path=bundle_path,
         metrics_path=metrics_path,
@@ -549,6 +452,18 @@ def _train_into(
         embedding_stats=inputs.embedding_stats,
         warnings=notes,
     )
+
+
+@dataclass
+class _Fitted:
+    """A fitted model and the TensorBoard writer of its fit (None without one)."""
+
+    model: SoundClassifier
+    writer: Any = None
+
+    def close(self) -> None:
+        if self.writer is not None and hasattr(self.writer, "flush"):
+            self.writer.flush()
 
 
 @dataclass(frozen=True)
@@ -570,9 +485,9 @@ def _fit_all(
     backbone: FrameEmbedder | None,
     tb_dir: Path,
     options: TrainerOptions,
-    pace: _Pace,
+    pace: HeadPace | LightningPace,
     log: Callable[[str], None],
-) -> tuple[SoundEventModule, _HeldOut | None]:
+) -> tuple[_Fitted, _HeldOut | None]:
     """Every fit of the plan: k folds then a final model on all clips, a held-out split, or one model on all clips
     (no estimate). Returns the final model and the held-out scores (None without an estimate)."""
     plan, s = inputs.plan, inputs.plan.settings
@@ -595,7 +510,7 @@ def _fit_all(
 
 
 def _assess(
-    plan: TrainPlan, config: ModelConfig, clips: ClipSet, final: SoundEventModule, held: _HeldOut | None
+    plan: TrainPlan, config: ModelConfig, clips: ClipSet, final: _Fitted, held: _HeldOut | None
 ) -> tuple[dict[str, ClassCalibration], dict[str, Any]]:
     """Thresholds calibrated on the held-out clips and the report of how they were classified (logged to
     TensorBoard too); the default thresholds and no figures without held-out clips."""
@@ -617,7 +532,7 @@ def _assess(
         background_is_rest=config.clip_head,
     )
     report["estimate"] = plan.estimate
-    writer = final.logger.experiment if final.logger is not None else None
+    writer = final.writer
     if writer is not None:
         tb.log_confusion_matrix(writer, report["confusion_matrix"], report["classes"])
         tb.log_pr_curves(writer, held.decision, targets, classes)
@@ -630,7 +545,7 @@ def _fit_budget(
     config: ModelConfig,
     clips: ClipSet,
     backgrounds: list[int],
-    final: SoundEventModule,
+    final: _Fitted,
     calibration: Calibration,
     report: dict[str, Any],
     notes: list[str],
@@ -656,6 +571,7 @@ def _fit_budget(
         ]
         for label in plan.classes
     }
+    started = time.monotonic()
     result = calibrate_to_budget(
         probe,
         [clips.waveforms[i] for i in backgrounds],
@@ -663,10 +579,11 @@ def _fit_budget(
         max_false_alarms_per_hour=budget,
         seed=plan.settings.seed,
     )
+    log(f"false-alarm budget: thresholds chosen in {time.monotonic() - started:.1f} s")
     report["false_alarm_budget"] = {"max_false_alarms_per_hour": budget, "table": result.table()}
     notes.extend(result.notes)
-    if final.logger is not None:
-        log_curves(final.logger.experiment, result.calibration)
+    if final.writer is not None:
+        log_curves(final.writer, result.calibration)
     write_curve_png(result.calibration, out / "calibration.png")
     return result.calibration
 
@@ -701,19 +618,6 @@ def _save(
     return write_atomically(bundle_path.parent / "metrics.json", json.dumps(jsonable(metrics), indent=2))
 
 
-def _model_config(s: TrainSettings, classes: tuple[str, ...]) -> ModelConfig:
-    return ModelConfig(
-        backbone=s.backbone,
-        labels=classes,
-        background_label=s.background_label,
-        clip_s=s.clip_s or CONVNET_CLIP_S,
-        pooling=s.effective_pooling,
-        head_hidden=s.head_hidden,
-        convnet_future_frames=s.convnet_future_frames if not s.is_head else None,
-        clip_head=s.clip_head,
-    )
-
-
 def _fit(
     inputs: TrainingInputs,
     config: ModelConfig,
@@ -723,131 +627,90 @@ def _fit(
     name: str,
     tb_dir: Path,
     options: TrainerOptions,
-    pace: _Pace,
-) -> SoundEventModule:
-    from lightning.pytorch.loggers import TensorBoardLogger
+    pace: HeadPace | LightningPace,
+) -> _Fitted:
+    """One fit: a head in memory (:func:`_fit_head`), or the ConvNet with Lightning."""
+    if isinstance(pace, HeadPace):
+        return _fit_head(inputs, config, backbone, train_idx, name, tb_dir, pace)
+    from snapkit.training.lightning_fit import fit_convnet
 
-    s = inputs.plan.settings
-    model = SoundClassifier(config, backbone)
-    spec = SpecAugment.from_config(inputs.plan.augment) if (not s.is_head and inputs.plan.augment.enabled) else None
-    module = SoundEventModule(
-        model,
-        inputs_are_features=s.is_head,
-        learning_rate=s.effective_learning_rate,
-        weight_decay=s.weight_decay,
-        max_epochs=pace.budget.epochs,
-        spec_augment=spec,
-    )
-    data = inputs.fold(train_idx, val_idx, views_per_epoch=pace.budget.views_per_epoch)
-    logger = TensorBoardLogger(save_dir=str(tb_dir), name="", version=name, default_hp_metric=False)
-    # No Lightning checkpoints: nothing resumes from them (the bundle is the one output, written once training ends),
-    # and each carried the whole model, 19 MB with a frozen sfx-cnn9, several per run.
-    callbacks = pace.callbacks(name)
-    with _quiet_lightning():
-        trainer = L.Trainer(
-            max_epochs=pace.budget.epochs,
-            max_time=pace.fit_time_limit(),
-            accelerator=options.accelerator,
-            devices=options.devices,
-            strategy=options.strategy,
-            num_nodes=options.num_nodes,
-            precision=options.precision,
-            logger=logger,
-            callbacks=callbacks,
-            enable_checkpointing=False,
-            enable_progress_bar=options.progress_bar,
-            enable_model_summary=False,
-            log_every_n_steps=1,
-            num_sanity_val_steps=0,
-        )
-        _fit_interruptibly(trainer, module, data)
-    pace.fit_done(name, trainer.global_step, s.batch_size)
-    return module
+    return _Fitted(*fit_convnet(inputs, config, backbone, train_idx, val_idx, name, tb_dir, options, pace))
 
 
-def _fit_interruptibly(trainer: L.Trainer, module: SoundEventModule, data: L.LightningDataModule) -> None:
-    """``trainer.fit``, with Ctrl-C raised as KeyboardInterrupt. Lightning 2.x catches Ctrl-C itself, ignores SIGINT
-    from then on and ends the process with ``sys.exit(1)``: snapkit would stop without a word, with exit code 1, and
-    a second Ctrl-C would do nothing. The SIGINT handler is put back too."""
-    in_main = threading.current_thread() is threading.main_thread()
-    handler = signal.getsignal(signal.SIGINT) if in_main else None
-    try:
-        trainer.fit(module, datamodule=data)
-    except SystemExit:
-        if trainer.interrupted:
-            raise KeyboardInterrupt from None
-        raise
-    finally:
-        if handler is not None:
-            signal.signal(signal.SIGINT, handler)
-    if trainer.interrupted:
-        raise KeyboardInterrupt
+class HeadPace:
+    """A head's run: its fits are not paced (each runs in memory to convergence; the plan fitted the views to the
+    time limit), so this only says how each converged and what the plan was."""
 
-
-class _Pace:
-    """Run-wide pacing of the fits: the time limit shared among the fits still to come, the plain progress lines
-    (when no terminal progress bar is drawn), and a note for every fit the limit cut short."""
-
-    def __init__(self, plan: TrainPlan, start_s: float, log: Callable[[str], None], *, plain_lines: bool) -> None:
-        s = plan.settings
-        self.plan, self.start_s = plan, start_s
-        self.budget = plan.budget or plan_budget(
-            is_head=s.is_head,
-            train_clips=sum(plan.counts.values()),
+    def __init__(self, plan: TrainPlan, log: Callable[[str], None]) -> None:
+        self.log = log
+        self.notes: list[str] = []
+        budget = plan.budget if isinstance(plan.budget, HeadBudget) else None
+        self.budget = budget or plan_head_budget(
             fits=plan.folds + 1 if plan.folds >= 2 else 1,
             clips=sum(plan.counts.values()),
-            epochs=s.epochs,
-            default_epochs=s.effective_epochs,
+            clips_to_embed=sum(plan.counts.values()),
+            views_per_clip=plan.augment.views_per_clip if plan.augment.enabled else 1,
             seconds_per_view=None,
-            max_minutes=s.max_minutes,
+            max_minutes=plan.settings.max_minutes,
         )
-        self.fits_left = self.budget.fits
-        self.progress = RunProgress(self.budget.fits * self.budget.views_per_fit, log) if plain_lines else None
-        self.notes: list[str] = []
-        self.cut: list[tuple[str, int, int]] = []  # (fit, steps taken, steps planned) of fits the limit cut short
 
-    def fit_time_limit(self) -> timedelta | None:
-        """This fit's share of the time left before ``max_minutes``, or None without a limit."""
-        if not self.plan.settings.max_minutes:
-            return None
-        left_s = self.plan.settings.max_minutes * 60.0 - (time.monotonic() - self.start_s)
-        # At least a second: Lightning takes 0 as "no limit", and a fit must take one step to give a model.
-        return timedelta(seconds=max(1.0, left_s / max(1, self.fits_left)))
-
-    def callbacks(self, name: str) -> list[L.Callback]:
-        if self.progress is None:
-            return []
-        k = name.removeprefix("fold-")
-        shown = f"fold {k}/{self.plan.folds}" if k != name else ("final model" if self.plan.folds >= 2 else "training")
-        return [self.progress.callback(shown, self.budget.views_per_epoch)]
-
-    def fit_done(self, name: str, steps: int, batch_size: int) -> None:
-        self.fits_left -= 1
-        planned = fit_steps(self.budget, batch_size)
-        if steps < planned:
-            self.cut.append((name, steps, planned))
-        if self.cut:
-            # One sentence for the run, however many of its fits the limit cut short.
-            names = ", ".join(f"{n} ({done} of {want} steps)" for n, done, want in self.cut)
-            self.notes[:] = [
-                f"The --max-minutes limit ({self.plan.settings.max_minutes:g} min) cut training short in {names},"
-                " so the model may be weaker; raise --max-minutes to train fully."
-            ]
+    def head_fit_done(self, name: str, summary: FitSummary, seconds: float) -> None:
+        self.log(
+            f"{name}: head fitted in {seconds:.1f} s (clip head {summary.clip_iterations} and frame head "
+            f"{summary.frame_iterations} L-BFGS iterations)"
+        )
 
     def summary(self, seconds: float) -> dict[str, object]:
         """What metrics.json records about time: the plan's estimate beside what the run took."""
-        b = self.budget
-        return {
-            "seconds": seconds,
-            "estimated_s": b.estimated_s,
-            "seconds_per_view": b.seconds_per_view,
-            "max_minutes": b.max_minutes,
-            "fits": b.fits,
-            "views_per_fit": b.views_per_fit,
-            "wanted_views_per_fit": b.wanted_views_per_fit,
-            "capped": b.capped,
-            "stopped_early": bool(self.notes),
-        }
+        return {"seconds": seconds, **self.budget.summary(), "stopped_early": False}
+
+
+def _pace(
+    plan: TrainPlan, start_s: float, log: Callable[[str], None], *, plain_lines: bool
+) -> HeadPace | LightningPace:
+    if plan.settings.is_head:
+        return HeadPace(plan, log)
+    from snapkit.training.lightning_fit import LightningPace
+
+    return LightningPace(plan, start_s, log, plain_lines=plain_lines)
+
+
+def _seed_everything(seed: int) -> None:
+    """Python's, numpy's and torch's generators, as Lightning's ``seed_everything`` seeds them."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _fit_head(
+    inputs: TrainingInputs,
+    config: ModelConfig,
+    backbone: FrameEmbedder | None,
+    train_idx: np.ndarray,
+    name: str,
+    tb_dir: Path,
+    pace: HeadPace,
+) -> _Fitted:
+    """A head on the frozen backbone fitted in memory on the cached views of ``train_idx``
+    (:func:`snapkit.training.headfit.fit_head`); its loss curves go to TensorBoard as ``<part>/loss``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    s = inputs.plan.settings
+    model = SoundClassifier(config, backbone)
+    writer = SummaryWriter(log_dir=str(tb_dir / name))
+    started = time.monotonic()
+    summary = fit_head(
+        model,
+        inputs.view_stats(),
+        inputs.targets,
+        torch.as_tensor(train_idx),
+        inputs.allowed_views(train_idx),
+        HeadFitSettings(c=s.head_c),
+        seed=s.seed,
+        on_loss=lambda part, step, loss: writer.add_scalar(f"{part}/loss", loss, step),
+    )
+    pace.head_fit_done(name, summary, time.monotonic() - started)
+    return _Fitted(model, writer)
 
 
 def _log_augmented_examples(
@@ -866,27 +729,3 @@ def _log_augmented_examples(
         if not plan.settings.is_head and plan.augment.enabled:
             specs = SpecAugment.from_config(plan.augment).train()(specs)
     tb.log_spectrograms(writer, "augmented_views", specs)
-
-
-@contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Keep Lightning's start-up chatter and the warnings that do not apply here off the user's terminal."""
-    # "GPU available", the cloud-logging tip, "max_epochs reached" are INFO records of these two loggers.
-    chatty = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [logger.level for logger in chatty]
-    for logger in chatty:
-        logger.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            # Clips are already in memory: DataLoader workers would only add start-up time.
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            # The frozen backbone is in eval mode on purpose (its BatchNorm must keep pretrained statistics).
-            warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
-            # Cross-validation folds train without a validation set on purpose.
-            warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
-            warnings.filterwarnings("ignore", message=".*Total length of `list` across ranks is zero.*")
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-            yield
-    finally:
-        for logger, level in zip(chatty, levels, strict=True):
-            logger.setLevel(level)

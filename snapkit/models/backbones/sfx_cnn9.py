@@ -72,7 +72,7 @@ class _EmbeddingNet(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """Normalised log-mel ``[batch, frames, 96]`` -> ``[batch, 512, frames // 8, 96 // 8]``."""
-        x = mel.unsqueeze(1)
+        x = mel.unsqueeze(1).contiguous(memory_format=torch.channels_last)
         x = self.conv_block1(x, pool=2)
         x = self.conv_block2(x, pool=2)
         x = self.conv_block3(x, pool=2)
@@ -91,7 +91,9 @@ class SfxCnn9(FrameEmbedder):
         self.time_downsampling = _TIME_DOWNSAMPLING
         self.frame_hop_s = SFX_CNN9.hop_s * _TIME_DOWNSAMPLING
         self.frontend = LogMel(SFX_CNN9)
-        self.embedding_net = _EmbeddingNet()
+        # Channels-last convolutions: oneDNN's fastest layout on a CPU. 16 views of 5 s took 1.02 s instead of 1.26 s
+        # on 2 cores (outputs equal within 3e-6); loading weights copies values into these tensors, keeping it.
+        self.embedding_net = _EmbeddingNet().to(memory_format=torch.channels_last)
 
     def num_frames(self, num_samples: int) -> int:
         """Output frames for ``num_samples`` samples: log-mel frames // 8."""
