@@ -35,9 +35,11 @@ BACKGROUND_CLIP_S = 5.0
 BACKGROUND_CLIPS = 8
 
 # Floors (measured figures in experiments/RESULTS.md, "Quality guard").
-# Recognition measured 0.81 accuracy, 0 % lost (2026-12-05); detection event F1 0.20 and median onset error 15 ms
-# (0.13 before the clip head). Detection is far from issue 9's targets: this floor only keeps it from falling back.
-ACCURACY_FLOOR = 0.65
+# Recognition measured 0.81 accuracy, 0 % lost (2026-12-05); 0.875 and 1.4 % with the head fitted in memory on the
+# clean views (2026-12-07); detection event F1 0.20 and median onset error 15 ms (0.13 before the clip head), 0.167
+# and 76 ms since (2026-12-07, as before that change). Detection is far from issue 21's targets: this floor only
+# keeps it from falling back.
+ACCURACY_FLOOR = 0.75
 LOST_TO_BACKGROUND_CEILING = 0.10
 DETECTION_F1_FLOOR = 0.15
 # The onset figure is a median over the 7-8 onsets the small check matches: the false-alarm budget step in `train`
