@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -16,6 +17,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MODELS = REPO.parent / "shared" / "models"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C must reach the tests that press it. A shell that starts the suite in the background (``make test &``,
+    nohup) hands it SIGINT ignored, which Python and every command the tests start then keep: the Ctrl-C tests would
+    fail for how the suite was started, not for what snapkit does."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def in_ci() -> bool:
